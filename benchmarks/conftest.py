@@ -1,0 +1,92 @@
+"""Benchmark options and the hook that writes measured figures to RESULTS.md.
+
+``make bench`` runs ``pytest benchmarks --benchmark-enable --write-results``; the test suite
+runs the same modules at a tiny size as a smoke test, without writing anything.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from benchmarks import results
+
+
+def pytest_addoption(parser):
+    parser.addoption("--bench-n", type=int, default=100_000, help="gallery size for the identify benchmark")
+    parser.addoption("--write-results", action="store_true", help="write figures to benchmarks/RESULTS.md")
+
+
+@pytest.fixture(scope="session")
+def bench_n(request) -> int:
+    return request.config.getoption("--bench-n")
+
+
+@pytest.fixture(scope="session")
+def figures(request) -> dict:
+    """name → pytest-benchmark stats, filled by the benchmarks, read at session end."""
+    store: dict = {}
+    request.config._shanakht_figures = store
+    return store
+
+
+def record(figures: dict, name: str, benchmark) -> None:
+    if benchmark.stats is not None:  # None when benchmarks are disabled
+        figures[name] = benchmark.stats.stats
+
+
+def pytest_sessionfinish(session, exitstatus):
+    figures = getattr(session.config, "_shanakht_figures", None)
+    if not figures or exitstatus != 0 or not session.config.getoption("--write-results"):
+        return
+    n = session.config.getoption("--bench-n")
+    command = "make bench  # = " + " ".join(["pytest", *sys.argv[1:]])
+    for writer in WRITERS:
+        writer(figures, n, command)
+
+
+def _ms(stats) -> str:
+    return f"{stats.median * 1e3:.3f}"
+
+
+def write_identify(figures: dict, n: int, command: str) -> None:
+    rows = []
+    raw = figures.get("raw_faiss")
+    for name, label in (
+        ("raw_faiss", "raw FAISS `IndexFlatIP.search`, 1 thread"),
+        ("library_identify", "`Galleries.identify` (library, same index type)"),
+        ("grpc_identify", "gRPC `Identify` over loopback (client + server on this machine)"),
+    ):
+        stats = figures.get(name)
+        if stats is None or raw is None:
+            continue
+        rows.append([label, _ms(stats), f"{stats.mean * 1e3:.3f}", f"{stats.max * 1e3:.3f}", stats.rounds, f"{stats.median / raw.median:.2f}×"])
+    if rows:
+        body = (
+            f"Gallery of {n:,} random unit templates, d = 512, exact inner product; one query at a time, "
+            "top 10 subjects; the probes are noisy copies of enrolled templates, and every benchmark "
+            "checks its rank-1 answers.  Ratio = median / raw FAISS median, measured in the same run.\n\n"
+            + results.markdown_table(["what", "median ms", "mean ms", "max ms", "rounds", "ratio to raw FAISS"], rows)
+        )
+        results.write_section("identify_exact", f"Identify at N = {n:,} (exact) vs raw FAISS", body, command)
+
+
+def write_kernels(figures: dict, n: int, command: str) -> None:
+    rows = []
+    for name, label in (
+        ("collapse_1x40", "best_per_subject, 1 query × 40 hits, top 10"),
+        ("collapse_32x100", "best_per_subject, 32 queries × 100 hits, top 10"),
+        ("topk_3000", "top_k, 3,000 scores, k 10"),
+    ):
+        native_stats, numpy_stats = figures.get(f"{name}_native"), figures.get(f"{name}_numpy")
+        if native_stats and numpy_stats:
+            rows.append([label, f"{numpy_stats.median * 1e6:.1f}", f"{native_stats.median * 1e6:.1f}", f"{numpy_stats.median / native_stats.median:.1f}×"])
+    if rows:
+        body = "Cython kernels (`native/`) against their NumPy references (`native/reference.py`), same inputs.\n\n" + results.markdown_table(
+            ["kernel", "NumPy µs", "Cython µs", "speed-up"], rows
+        )
+        results.write_section("native_kernels", "Native kernels vs NumPy reference", body, command)
+
+
+WRITERS = [write_identify, write_kernels]

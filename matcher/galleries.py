@@ -1,0 +1,285 @@
+"""``Galleries``: the matching library's public face.
+
+It owns the store (truth) and one ``Gallery`` per gallery (speed), and keeps them in step:
+every write is committed to the store first and then applied to the index, under one write
+lock so the indexes see changes in sequence order.  On start-up each gallery loads its
+snapshot and replays the change-log tail, or is rebuilt from the store's templates.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import native
+from matcher.calibration import Calibration
+from matcher.errors import AlreadyExists, InvalidArgument, NotFound, ShanakhtError
+from matcher.gallery import Candidate, Gallery, Verification, check_deadline, validate_gallery_name, validate_subject_id
+from matcher.store.base import EnrollmentResult, GalleryRecord, ModalitySpec, NewEnrollment, Store, SubjectRecord
+from matcher.templates import Template
+
+log = logging.getLogger(__name__)
+
+MAX_CANDIDATES = 1000
+
+
+@dataclass(frozen=True)
+class EnrollItem:
+    """One subject to enrol, as the caller describes it."""
+
+    gallery: str
+    subject_id: str
+    templates: tuple[Template, ...]
+    metadata: dict[str, str] = field(default_factory=dict)
+    replace: bool = False
+    check_duplicates: bool = False
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    """A committed enrolment and the likely duplicates found before it was stored."""
+
+    result: EnrollmentResult
+    duplicates: tuple[Candidate, ...] = ()
+
+
+@dataclass(frozen=True)
+class IndexStatistics:
+    modality: str
+    templates: int
+    index_type: str
+    bytes_per_template: float
+    applied_sequence: int
+
+
+@dataclass(frozen=True)
+class GalleryStatistics:
+    gallery: str
+    subjects: int
+    indexes: tuple[IndexStatistics, ...]
+
+
+def default_calibration(spec: ModalitySpec) -> Calibration:
+    return Calibration.null_model(spec.dimension)
+
+
+class Galleries:
+    """All galleries of one store, searchable in memory."""
+
+    def __init__(
+        self,
+        store: Store,
+        snapshot_dir: Path | None,
+        calibration_for: Callable[[ModalitySpec], Calibration] = default_calibration,
+    ) -> None:
+        self.store = store
+        self.snapshot_dir = snapshot_dir
+        self._calibration_for = calibration_for
+        self._galleries: dict[str, Gallery] = {}
+        self._write_lock = threading.Lock()
+        self._load()
+
+    # -- start-up -------------------------------------------------------------------------
+    def _load(self) -> None:
+        """Snapshot + log tail where a snapshot exists, full rebuild otherwise."""
+        store_sequence = self.store.last_sequence()
+        for record in self.store.galleries():
+            gallery = Gallery(record, self._calibration_for)
+            covered = gallery.load_snapshots(self.snapshot_dir) if self.snapshot_dir else None
+            if covered is None or covered > store_sequence:
+                gallery.rebuild(self.store, store_sequence)
+                log.info("gallery rebuilt from store", extra={"gallery": record.name, "sequence": store_sequence})
+            else:
+                log.info("gallery loaded from snapshot", extra={"gallery": record.name, "sequence": covered})
+            self._galleries[record.name] = gallery
+        self.catch_up()
+
+    def catch_up(self) -> int:
+        """Apply every change-log entry newer than what the indexes hold; return how many."""
+        applied = 0
+        with self._write_lock:
+            start = min((g.applied_sequence for g in self._galleries.values()), default=self.store.last_sequence())
+            while True:
+                changes = self.store.changes_since(start)
+                if not changes:
+                    return applied
+                for change in changes:
+                    gallery = self._galleries.get(change.gallery)
+                    if gallery is None and change.op == "gallery":
+                        record = next(r for r in self.store.galleries() if r.name == change.gallery)
+                        gallery = self._galleries[record.name] = Gallery(record, self._calibration_for)
+                    if gallery is not None and change.sequence > gallery.applied_sequence:
+                        gallery.apply(change, self.store)
+                        applied += 1
+                start = changes[-1].sequence
+
+    # -- galleries ------------------------------------------------------------------------
+    def create(self, record: GalleryRecord) -> Gallery:
+        validate_gallery_name(record.name, "name")
+        if not (0.0 < record.threshold_fmr < 1.0):
+            raise InvalidArgument("threshold_fmr", f"must be between 0 and 1, got {record.threshold_fmr}")
+        if not record.modalities:
+            raise InvalidArgument("modalities", "a gallery needs at least one modality")
+        for i, spec in enumerate(record.modalities):
+            if not spec.model_id:
+                raise InvalidArgument(f"modalities[{i}].model_id", "must not be empty")
+            if not (1 <= spec.dimension <= 4096):
+                raise InvalidArgument(f"modalities[{i}].dimension", f"must be 1–4096, got {spec.dimension}")
+        with self._write_lock:
+            if record.name in self._galleries:
+                raise AlreadyExists(f"gallery {record.name!r} already exists")
+            sequence = self.store.create_gallery(record)
+            gallery = Gallery(record, self._calibration_for)
+            for index in gallery.indexes.values():
+                index.mark_applied(sequence)
+            self._galleries[record.name] = gallery
+            return gallery
+
+    def get(self, name: str, field: str = "gallery") -> Gallery:
+        validate_gallery_name(name, field)
+        gallery = self._galleries.get(name)
+        if gallery is None:
+            raise NotFound(f"gallery {name!r} does not exist")
+        return gallery
+
+    def names(self) -> list[str]:
+        return sorted(self._galleries)
+
+    # -- writes ---------------------------------------------------------------------------
+    def enroll(self, items: Sequence[EnrollItem]) -> list[Enrolled | ShanakhtError]:
+        """Validate, check duplicates, commit all items in one durable write, then index them.
+
+        One bad item fails alone; the others are stored.  Returns one outcome per item.
+        """
+        outcomes: list[Enrolled | ShanakhtError | None] = [None] * len(items)
+        pending: list[tuple[int, NewEnrollment, tuple[Candidate, ...]]] = []
+        for position, item in enumerate(items):
+            try:
+                gallery = self.get(item.gallery)
+                validate_subject_id(item.subject_id)
+                if not item.templates:
+                    raise InvalidArgument("samples", "at least one sample is required")
+                for i, template in enumerate(item.templates):
+                    gallery.check_template(template, f"samples[{i}].template")
+                duplicates: tuple[Candidate, ...] = ()
+                if item.check_duplicates:
+                    found = gallery.identify(item.templates, 10)
+                    duplicates = tuple(c for c in found if c.hit and c.subject_id != item.subject_id)
+                pending.append(
+                    (position, NewEnrollment(item.gallery, item.subject_id, item.templates, dict(item.metadata), item.replace), duplicates)
+                )
+            except ShanakhtError as error:
+                outcomes[position] = error
+        if pending:
+            with self._write_lock:
+                results = self.store.enroll([p[1] for p in pending])
+                for (position, request, duplicates), result in zip(pending, results):
+                    if isinstance(result, ShanakhtError):
+                        outcomes[position] = result
+                        continue
+                    self._index_enrollment(request, result)
+                    outcomes[position] = Enrolled(result, duplicates)
+        return outcomes  # type: ignore[return-value]
+
+    def _index_enrollment(self, request: NewEnrollment, result: EnrollmentResult) -> None:
+        gallery = self._galleries[request.gallery]
+        for modality, index in gallery.indexes.items():
+            positions = [i for i, t in enumerate(request.templates) if t.modality is modality]
+            index.set_subject(
+                request.subject_id,
+                np.array([result.template_ids[i] for i in positions], dtype=np.int64),
+                np.array([request.templates[i].vector for i in positions], dtype=np.float32).reshape(-1, index.dimension),
+                result.sequence,
+            )
+
+    def remove(self, gallery_name: str, subject_id: str) -> int:
+        """Delete a subject from the store and the indexes; absent from every later search."""
+        gallery = self.get(gallery_name)
+        validate_subject_id(subject_id)
+        with self._write_lock:
+            sequence, _ = self.store.delete_subject(gallery.name, subject_id)
+            for index in gallery.indexes.values():
+                index.remove_subject(subject_id, sequence)
+            return sequence
+
+    # -- reads ----------------------------------------------------------------------------
+    def identify(
+        self,
+        probes: Sequence[Template],
+        gallery_names: Sequence[str],
+        top: int = 10,
+        min_score: float = 0.0,
+        deadline: float | None = None,
+    ) -> list[Candidate]:
+        """1:N over one or more galleries; candidates merged by calibrated score, best first."""
+        if not probes:
+            raise InvalidArgument("samples", "at least one sample is required")
+        if not gallery_names:
+            raise InvalidArgument("galleries", "at least one gallery is required")
+        if not (1 <= top <= MAX_CANDIDATES):
+            raise InvalidArgument("max_candidates", f"must be 1–{MAX_CANDIDATES}, got {top}")
+        if not math.isfinite(min_score):
+            raise InvalidArgument("min_score", "must be a finite number")
+        galleries = [self.get(name, f"galleries[{i}]") for i, name in enumerate(dict.fromkeys(gallery_names))]
+        for gallery in galleries:
+            for i, probe in enumerate(probes):
+                gallery.check_template(probe, f"samples[{i}].template")
+        candidates: list[Candidate] = []
+        for gallery in galleries:
+            check_deadline(deadline)
+            candidates.extend(c for c in gallery.identify(probes, top) if c.score >= min_score)
+        if len(galleries) == 1:
+            return candidates[:top]
+        order = native.top_k(np.array([c.score for c in candidates], dtype=np.float32), top)
+        return [candidates[i] for i in order]
+
+    def verify(self, gallery_name: str, subject_id: str, probes: Sequence[Template]) -> Verification:
+        gallery = self.get(gallery_name)
+        validate_subject_id(subject_id)
+        if not probes:
+            raise InvalidArgument("samples", "at least one sample is required")
+        for i, probe in enumerate(probes):
+            gallery.check_template(probe, f"samples[{i}].template")
+        return gallery.verify(subject_id, probes)
+
+    def get_subject(self, gallery_name: str, subject_id: str) -> SubjectRecord:
+        gallery = self.get(gallery_name)
+        validate_subject_id(subject_id)
+        return self.store.get_subject(gallery.name, subject_id)
+
+    def statistics(self, names: Sequence[str] = ()) -> list[GalleryStatistics]:
+        selected = [self.get(n, f"galleries[{i}]") for i, n in enumerate(names)] if names else [
+            self._galleries[n] for n in self.names()
+        ]
+        return [
+            GalleryStatistics(
+                gallery=g.name,
+                subjects=self.store.count_subjects(g.name),
+                indexes=tuple(
+                    IndexStatistics(
+                        modality=m.label,
+                        templates=i.size,
+                        index_type="IDMap2,Flat",
+                        bytes_per_template=(i.memory_bytes() / i.size) if i.size else 0.0,
+                        applied_sequence=i.applied_sequence,
+                    )
+                    for m, i in g.indexes.items()
+                ),
+            )
+            for g in selected
+        ]
+
+    # -- snapshots ------------------------------------------------------------------------
+    def snapshot(self) -> None:
+        """Write every gallery's snapshot, under the write lock so each matches its sequence."""
+        if self.snapshot_dir is None:
+            return
+        with self._write_lock:
+            for gallery in self._galleries.values():
+                gallery.save_snapshots(self.snapshot_dir)

@@ -1,0 +1,216 @@
+"""One gallery's search side: its indexes per modality, calibration, and decision threshold.
+
+A ``Gallery`` holds no truth of its own: ``Galleries`` writes to the store first and then
+applies the committed change here, so the index can always be rebuilt from the store.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from matcher.calibration import Calibration
+from matcher.errors import DeadlineExceeded, InvalidArgument, NotFound
+from matcher.index import VectorIndex
+from matcher.store.base import Change, GalleryRecord, ModalitySpec, Store
+from matcher.templates import Modality, Template
+
+GALLERY_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
+MAX_SUBJECT_ID_LENGTH = 128
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One ranked identity: calibrated scores only, ``-log10(FMR)``."""
+
+    subject_id: str
+    gallery: str
+    score: float
+    modality_scores: dict[str, float]
+    hit: bool
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of a 1:1 comparison."""
+
+    score: float
+    match: bool
+    threshold: float
+    modality_scores: dict[str, float]
+
+
+def validate_gallery_name(name: str, field: str = "gallery") -> str:
+    if not GALLERY_NAME.match(name or ""):
+        raise InvalidArgument(field, f"{name!r} is not a gallery name (1–64 characters of a–z, 0–9, '_', '-')")
+    return name
+
+
+def validate_subject_id(subject_id: str, field: str = "subject_id") -> str:
+    """Subject ids are record numbers: printable, no surrounding spaces, at most 128 characters."""
+    if not subject_id:
+        raise InvalidArgument(field, "must not be empty")
+    if len(subject_id) > MAX_SUBJECT_ID_LENGTH:
+        raise InvalidArgument(field, f"is {len(subject_id)} characters long; at most {MAX_SUBJECT_ID_LENGTH} allowed")
+    if not subject_id.isprintable() or subject_id != subject_id.strip():
+        raise InvalidArgument(field, "must be printable without leading or trailing spaces")
+    return subject_id
+
+
+def check_deadline(deadline: float | None) -> None:
+    """Raise before expensive work once the caller's deadline (``time.monotonic()`` based) has passed."""
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlineExceeded("deadline exceeded before the search could run")
+
+
+class Gallery:
+    """Search and verification over one gallery's in-memory indexes."""
+
+    def __init__(self, record: GalleryRecord, calibration_for: Callable[[ModalitySpec], Calibration]) -> None:
+        self.record = record
+        self.indexes: dict[Modality, VectorIndex] = {
+            spec.modality: VectorIndex(spec.dimension, spec.model_id) for spec in record.modalities
+        }
+        self.calibrations: dict[Modality, Calibration] = {spec.modality: calibration_for(spec) for spec in record.modalities}
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def threshold_score(self) -> float:
+        return -math.log10(self.record.threshold_fmr)
+
+    # -- validation -----------------------------------------------------------------------
+    def check_template(self, template: Template, field: str) -> None:
+        """Refuse templates this gallery cannot hold: other modality, other model, other size."""
+        spec = self.record.spec(template.modality)
+        if spec is None:
+            raise InvalidArgument(
+                f"{field}.modality", f"gallery {self.name!r} holds no {template.modality.label} templates"
+            )
+        if template.model_id != spec.model_id:
+            raise InvalidArgument(
+                f"{field}.model_id",
+                f"{template.model_id!r} does not match gallery {self.name!r}'s {spec.modality.label} model {spec.model_id!r}",
+            )
+        if template.vector.shape != (spec.dimension,):
+            raise InvalidArgument(
+                f"{field}.vector", f"expected {spec.dimension} values for model {spec.model_id!r}, got {template.vector.size}"
+            )
+
+    # -- index maintenance ----------------------------------------------------------------
+    def apply(self, change: Change, store: Store) -> None:
+        """Apply one committed change-log entry to the indexes (idempotent)."""
+        if change.op == "delete":
+            for index in self.indexes.values():
+                index.remove_subject(change.subject_id, change.sequence)
+        elif change.op == "upsert":
+            templates = store.templates_by_id(change.template_ids)
+            for modality, index in self.indexes.items():
+                mine = [t for t in templates if t.modality is modality]
+                ids = np.array([t.template_id for t in mine], dtype=np.int64)
+                vectors = np.array([t.vector for t in mine], dtype=np.float32).reshape(-1, index.dimension)
+                index.set_subject(change.subject_id, ids, vectors, change.sequence)
+        else:
+            for index in self.indexes.values():
+                index.mark_applied(change.sequence)
+
+    def rebuild(self, store: Store, sequence: int) -> None:
+        """Fill every index from the store's templates (no snapshot, or a stale one)."""
+        for modality, index in self.indexes.items():
+            fresh = VectorIndex(index.dimension, index.model_id)
+            for batch in store.iter_templates(self.name, modality):
+                fresh.add_many(
+                    [t.subject_id for t in batch],
+                    np.array([t.template_id for t in batch], dtype=np.int64),
+                    np.array([t.vector for t in batch], dtype=np.float32),
+                )
+            fresh.mark_applied(sequence)
+            self.indexes[modality] = fresh
+
+    def snapshot_path(self, directory: Path, modality: Modality) -> Path:
+        return directory / self.name / f"{modality.label}.npz"
+
+    def save_snapshots(self, directory: Path) -> None:
+        for modality, index in self.indexes.items():
+            index.save(self.snapshot_path(directory, modality))
+
+    def load_snapshots(self, directory: Path) -> int | None:
+        """Load every modality's snapshot; return the lowest sequence they cover, or ``None``."""
+        loaded: dict[Modality, VectorIndex] = {}
+        for spec in self.record.modalities:
+            index = VectorIndex.load(self.snapshot_path(directory, spec.modality), spec.dimension, spec.model_id)
+            if index is None:
+                return None
+            loaded[spec.modality] = index
+        self.indexes.update(loaded)
+        return min((i.applied_sequence for i in loaded.values()), default=0)
+
+    @property
+    def applied_sequence(self) -> int:
+        return min((i.applied_sequence for i in self.indexes.values()), default=0)
+
+    # -- search ---------------------------------------------------------------------------
+    def modality_scores(self, probes: Sequence[Template], top: int) -> dict[Modality, dict[str, float]]:
+        """Per modality, each candidate subject's best calibrated score over the probes of that modality."""
+        by_modality: dict[Modality, list[Template]] = defaultdict(list)
+        for probe in probes:
+            by_modality[probe.modality].append(probe)
+        scores: dict[Modality, dict[str, float]] = {}
+        for modality, group in by_modality.items():
+            index = self.indexes.get(modality)
+            if index is None:
+                continue
+            best: dict[str, float] = {}
+            hits = index.search(np.stack([p.vector for p in group]), top)
+            calibration = self.calibrations[modality]
+            for hit in hits:
+                for subject, score in zip(hit.subject_ids, calibration.score(hit.similarities)):
+                    if score > best.get(subject, -math.inf):
+                        best[subject] = float(score)
+            scores[modality] = best
+        return scores
+
+    def identify(self, probes: Sequence[Template], top: int) -> list[Candidate]:
+        """The ``top`` best subjects, modalities fused by adding calibrated scores."""
+        per_modality = self.modality_scores(probes, top)
+        fused: dict[str, float] = defaultdict(float)
+        for scores in per_modality.values():
+            for subject, score in scores.items():
+                fused[subject] += score
+        ranked = sorted(fused.items(), key=lambda item: -item[1])[:top]
+        threshold = self.threshold_score
+        return [
+            Candidate(
+                subject_id=subject,
+                gallery=self.name,
+                score=score,
+                modality_scores={m.label: s[subject] for m, s in per_modality.items() if subject in s},
+                hit=score >= threshold,
+            )
+            for subject, score in ranked
+        ]
+
+    def verify(self, subject_id: str, probes: Sequence[Template]) -> Verification:
+        """1:1: each modality's best probe-vs-template similarity, calibrated, then fused."""
+        if not any(index.contains(subject_id) for index in self.indexes.values()):
+            raise NotFound(f"subject {subject_id!r} is not enrolled in gallery {self.name!r}")
+        modality_scores: dict[str, float] = {}
+        for modality, index in self.indexes.items():
+            group = [p.vector for p in probes if p.modality is modality]
+            enrolled = index.subject_vectors(subject_id)
+            if not group or enrolled.size == 0:
+                continue
+            best = float(np.max(np.stack(group) @ enrolled.T))
+            modality_scores[modality.label] = float(self.calibrations[modality].score(best))
+        score = float(sum(modality_scores.values()))
+        threshold = self.threshold_score
+        return Verification(score=score, match=score >= threshold, threshold=threshold, modality_scores=modality_scores)

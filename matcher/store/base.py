@@ -1,0 +1,169 @@
+"""The store: the single source of truth for galleries, subjects, templates and the change log.
+
+In-memory indexes are caches of the store; they can always be rebuilt from it, and snapshots
+only make restarts faster.  Every backend (embedded SQLite, Redis) implements ``Store``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from matcher.errors import ShanakhtError
+from matcher.templates import Modality, Template
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    """Which model's templates a gallery accepts for one modality."""
+
+    modality: Modality
+    model_id: str
+    dimension: int
+
+
+@dataclass(frozen=True)
+class GalleryRecord:
+    """A gallery as stored: its name, decision threshold and modalities."""
+
+    name: str
+    threshold_fmr: float
+    modalities: tuple[ModalitySpec, ...]
+    description: str = ""
+
+    def spec(self, modality: Modality) -> ModalitySpec | None:
+        return next((m for m in self.modalities if m.modality is modality), None)
+
+
+@dataclass(frozen=True)
+class NewEnrollment:
+    """One subject's enrolment as handed to the store (templates already validated)."""
+
+    gallery: str
+    subject_id: str
+    templates: tuple[Template, ...]
+    metadata: dict[str, str] = field(default_factory=dict)
+    replace: bool = False
+
+
+@dataclass(frozen=True)
+class EnrollmentResult:
+    """What the store committed for one enrolment."""
+
+    subject_id: str
+    template_ids: tuple[int, ...]
+    sequence: int
+    replaced_template_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoredTemplate:
+    """A template row, vector included (used to rebuild and replay indexes)."""
+
+    template_id: int
+    subject_id: str
+    modality: Modality
+    model_id: str
+    finger_position: int
+    vector: np.ndarray
+
+
+@dataclass(frozen=True)
+class TemplateInfo:
+    """A template row without its vector (what GetSubject shows)."""
+
+    template_id: int
+    modality: Modality
+    model_id: str
+    finger_position: int
+
+
+@dataclass(frozen=True)
+class SubjectRecord:
+    """One enrolled subject."""
+
+    gallery: str
+    subject_id: str
+    metadata: dict[str, str]
+    templates: tuple[TemplateInfo, ...]
+    enrolled_at: float
+    sequence: int
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the append-only change log.
+
+    ``op`` is ``"upsert"`` (the subject's templates are now exactly ``template_ids``),
+    ``"delete"`` (the subject is gone) or ``"gallery"`` (the gallery was created).
+    Applying an entry twice gives the same state, so replay after a crash is safe.
+    """
+
+    sequence: int
+    gallery: str
+    subject_id: str
+    op: str
+    template_ids: tuple[int, ...]
+
+
+class Store(abc.ABC):
+    """Durable storage of galleries, subjects, templates and the change log.
+
+    A method returns only once its write is durable: an acknowledged enrolment survives a
+    ``kill -9`` of the process.
+    """
+
+    @abc.abstractmethod
+    def create_gallery(self, gallery: GalleryRecord) -> int:
+        """Create a gallery; return its change sequence. Raises ``AlreadyExists``."""
+
+    @abc.abstractmethod
+    def galleries(self) -> list[GalleryRecord]:
+        """All galleries, by name."""
+
+    @abc.abstractmethod
+    def enroll(self, enrollments: Sequence[NewEnrollment]) -> list[EnrollmentResult | ShanakhtError]:
+        """Commit several enrolments in one durable write (group commit).
+
+        Each item succeeds or fails on its own (e.g. ``AlreadyExists``); the returned list has
+        one entry per item, in order.
+        """
+
+    @abc.abstractmethod
+    def delete_subject(self, gallery: str, subject_id: str) -> tuple[int, tuple[int, ...]]:
+        """Delete a subject; return (sequence, removed template ids). Raises ``NotFound``."""
+
+    @abc.abstractmethod
+    def get_subject(self, gallery: str, subject_id: str) -> SubjectRecord:
+        """One subject's record. Raises ``NotFound``."""
+
+    @abc.abstractmethod
+    def subject_metadata(self, gallery: str, subject_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Metadata of several subjects at once (for candidate lists)."""
+
+    @abc.abstractmethod
+    def count_subjects(self, gallery: str) -> int:
+        """Number of subjects enrolled in a gallery."""
+
+    @abc.abstractmethod
+    def iter_templates(self, gallery: str, modality: Modality, batch: int = 10_000) -> Iterator[list[StoredTemplate]]:
+        """Every template of a gallery and modality, in template-id order, in batches."""
+
+    @abc.abstractmethod
+    def templates_by_id(self, template_ids: Sequence[int]) -> list[StoredTemplate]:
+        """The templates that still exist among ``template_ids``."""
+
+    @abc.abstractmethod
+    def changes_since(self, sequence: int, limit: int = 10_000) -> list[Change]:
+        """Change-log entries with a sequence greater than ``sequence``, oldest first."""
+
+    @abc.abstractmethod
+    def last_sequence(self) -> int:
+        """The newest change-log sequence number (0 for an empty store)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections and files."""

@@ -1,0 +1,301 @@
+"""The embedded default store: one SQLite file in WAL mode with ``synchronous=FULL``.
+
+Why these settings: WAL lets readers proceed while a writer commits, and FULL makes every
+commit fsync the log, so an enrolment that was acknowledged is on disk before the RPC returns.
+Writes are serialised by SQLite itself; a lock keeps the one connection safe across threads.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from matcher.errors import AlreadyExists, NotFound, ShanakhtError
+from matcher.store.base import (
+    Change,
+    EnrollmentResult,
+    GalleryRecord,
+    ModalitySpec,
+    NewEnrollment,
+    Store,
+    StoredTemplate,
+    SubjectRecord,
+    TemplateInfo,
+)
+from matcher.templates import Modality
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS galleries (
+    name          TEXT PRIMARY KEY,
+    threshold_fmr REAL NOT NULL,
+    modalities    TEXT NOT NULL,
+    description   TEXT NOT NULL DEFAULT '',
+    created_at    REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS subjects (
+    gallery     TEXT NOT NULL REFERENCES galleries(name),
+    subject_id  TEXT NOT NULL,
+    metadata    TEXT NOT NULL,
+    enrolled_at REAL NOT NULL,
+    sequence    INTEGER NOT NULL,
+    PRIMARY KEY (gallery, subject_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS templates (
+    template_id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    gallery         TEXT NOT NULL,
+    subject_id      TEXT NOT NULL,
+    modality        INTEGER NOT NULL,
+    model_id        TEXT NOT NULL,
+    finger_position INTEGER NOT NULL,
+    vector          BLOB NOT NULL,
+    quality         TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS templates_by_subject ON templates (gallery, subject_id);
+CREATE INDEX IF NOT EXISTS templates_by_gallery ON templates (gallery, modality, template_id);
+CREATE TABLE IF NOT EXISTS changes (
+    sequence     INTEGER PRIMARY KEY AUTOINCREMENT,
+    gallery      TEXT NOT NULL,
+    subject_id   TEXT NOT NULL,
+    op           TEXT NOT NULL,
+    template_ids TEXT NOT NULL,
+    at           REAL NOT NULL
+);
+"""
+
+
+def _specs_to_json(specs: Sequence[ModalitySpec]) -> str:
+    return json.dumps([[s.modality.value, s.model_id, s.dimension] for s in specs])
+
+
+def _specs_from_json(text: str) -> tuple[ModalitySpec, ...]:
+    return tuple(ModalitySpec(Modality(m), model, int(dim)) for m, model, dim in json.loads(text))
+
+
+class SQLiteStore(Store):
+    """``Store`` on one SQLite file; safe to share between threads."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves so a batch is one transaction.
+        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+
+    # -- writes ---------------------------------------------------------------------------
+    def _append_change(self, gallery: str, subject_id: str, op: str, template_ids: Sequence[int]) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO changes (gallery, subject_id, op, template_ids, at) VALUES (?, ?, ?, ?, ?)",
+            (gallery, subject_id, op, json.dumps(list(template_ids)), time.time()),
+        )
+        return int(cursor.lastrowid)
+
+    def create_gallery(self, gallery: GalleryRecord) -> int:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                exists = self._db.execute("SELECT 1 FROM galleries WHERE name = ?", (gallery.name,)).fetchone()
+                if exists:
+                    raise AlreadyExists(f"gallery {gallery.name!r} already exists")
+                self._db.execute(
+                    "INSERT INTO galleries (name, threshold_fmr, modalities, description, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (gallery.name, gallery.threshold_fmr, _specs_to_json(gallery.modalities), gallery.description, time.time()),
+                )
+                sequence = self._append_change(gallery.name, "", "gallery", [])
+                self._db.execute("COMMIT")
+                return sequence
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def enroll(self, enrollments: Sequence[NewEnrollment]) -> list[EnrollmentResult | ShanakhtError]:
+        results: list[EnrollmentResult | ShanakhtError] = []
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for item in enrollments:
+                    self._db.execute("SAVEPOINT item")
+                    try:
+                        results.append(self._enroll_one(item))
+                        self._db.execute("RELEASE item")
+                    except ShanakhtError as error:
+                        self._db.execute("ROLLBACK TO item")
+                        self._db.execute("RELEASE item")
+                        results.append(error)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return results
+
+    def _enroll_one(self, item: NewEnrollment) -> EnrollmentResult:
+        if not self._db.execute("SELECT 1 FROM galleries WHERE name = ?", (item.gallery,)).fetchone():
+            raise NotFound(f"gallery {item.gallery!r} does not exist")
+        existing = self._db.execute(
+            "SELECT 1 FROM subjects WHERE gallery = ? AND subject_id = ?", (item.gallery, item.subject_id)
+        ).fetchone()
+        replaced: tuple[int, ...] = ()
+        if existing:
+            if not item.replace:
+                raise AlreadyExists(
+                    f"subject {item.subject_id!r} is already enrolled in gallery {item.gallery!r}; set replace to overwrite"
+                )
+            replaced = tuple(
+                row[0]
+                for row in self._db.execute(
+                    "SELECT template_id FROM templates WHERE gallery = ? AND subject_id = ?", (item.gallery, item.subject_id)
+                )
+            )
+            self._db.execute("DELETE FROM templates WHERE gallery = ? AND subject_id = ?", (item.gallery, item.subject_id))
+        template_ids = []
+        for template in item.templates:
+            cursor = self._db.execute(
+                "INSERT INTO templates (gallery, subject_id, modality, model_id, finger_position, vector, quality)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    item.gallery,
+                    item.subject_id,
+                    template.modality.value,
+                    template.model_id,
+                    template.finger_position,
+                    np.ascontiguousarray(template.vector, dtype="<f4").tobytes(),
+                    json.dumps(template.quality),
+                ),
+            )
+            template_ids.append(int(cursor.lastrowid))
+        sequence = self._append_change(item.gallery, item.subject_id, "upsert", template_ids)
+        self._db.execute(
+            "INSERT OR REPLACE INTO subjects (gallery, subject_id, metadata, enrolled_at, sequence) VALUES (?, ?, ?, ?, ?)",
+            (item.gallery, item.subject_id, json.dumps(item.metadata, sort_keys=True), time.time(), sequence),
+        )
+        return EnrollmentResult(item.subject_id, tuple(template_ids), sequence, replaced)
+
+    def delete_subject(self, gallery: str, subject_id: str) -> tuple[int, tuple[int, ...]]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if not self._db.execute(
+                    "SELECT 1 FROM subjects WHERE gallery = ? AND subject_id = ?", (gallery, subject_id)
+                ).fetchone():
+                    raise NotFound(f"subject {subject_id!r} is not enrolled in gallery {gallery!r}")
+                removed = tuple(
+                    row[0]
+                    for row in self._db.execute(
+                        "SELECT template_id FROM templates WHERE gallery = ? AND subject_id = ?", (gallery, subject_id)
+                    )
+                )
+                self._db.execute("DELETE FROM templates WHERE gallery = ? AND subject_id = ?", (gallery, subject_id))
+                self._db.execute("DELETE FROM subjects WHERE gallery = ? AND subject_id = ?", (gallery, subject_id))
+                sequence = self._append_change(gallery, subject_id, "delete", removed)
+                self._db.execute("COMMIT")
+                return sequence, removed
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    # -- reads ----------------------------------------------------------------------------
+    def galleries(self) -> list[GalleryRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name, threshold_fmr, modalities, description FROM galleries ORDER BY name"
+            ).fetchall()
+        return [GalleryRecord(name, fmr, _specs_from_json(specs), description) for name, fmr, specs, description in rows]
+
+    def get_subject(self, gallery: str, subject_id: str) -> SubjectRecord:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT metadata, enrolled_at, sequence FROM subjects WHERE gallery = ? AND subject_id = ?",
+                (gallery, subject_id),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"subject {subject_id!r} is not enrolled in gallery {gallery!r}")
+            templates = self._db.execute(
+                "SELECT template_id, modality, model_id, finger_position FROM templates"
+                " WHERE gallery = ? AND subject_id = ? ORDER BY template_id",
+                (gallery, subject_id),
+            ).fetchall()
+        return SubjectRecord(
+            gallery=gallery,
+            subject_id=subject_id,
+            metadata=json.loads(row[0]),
+            templates=tuple(TemplateInfo(t, Modality(m), model, pos) for t, m, model, pos in templates),
+            enrolled_at=row[1],
+            sequence=row[2],
+        )
+
+    def subject_metadata(self, gallery: str, subject_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        if not subject_ids:
+            return {}
+        marks = ",".join("?" * len(subject_ids))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT subject_id, metadata FROM subjects WHERE gallery = ? AND subject_id IN ({marks})",
+                (gallery, *subject_ids),
+            ).fetchall()
+        return {subject: json.loads(metadata) for subject, metadata in rows}
+
+    def count_subjects(self, gallery: str) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM subjects WHERE gallery = ?", (gallery,)).fetchone()[0])
+
+    @staticmethod
+    def _template_from_row(row: tuple) -> StoredTemplate:
+        template_id, subject_id, modality, model_id, position, blob = row
+        return StoredTemplate(
+            template_id, subject_id, Modality(modality), model_id, position, np.frombuffer(blob, dtype="<f4")
+        )
+
+    def iter_templates(self, gallery: str, modality: Modality, batch: int = 10_000) -> Iterator[list[StoredTemplate]]:
+        last = 0
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT template_id, subject_id, modality, model_id, finger_position, vector FROM templates"
+                    " WHERE gallery = ? AND modality = ? AND template_id > ? ORDER BY template_id LIMIT ?",
+                    (gallery, modality.value, last, batch),
+                ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [self._template_from_row(row) for row in rows]
+
+    def templates_by_id(self, template_ids: Sequence[int]) -> list[StoredTemplate]:
+        found: list[StoredTemplate] = []
+        ids = list(template_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT template_id, subject_id, modality, model_id, finger_position, vector FROM templates"
+                    f" WHERE template_id IN ({marks}) ORDER BY template_id",
+                    chunk,
+                ).fetchall()
+            found.extend(self._template_from_row(row) for row in rows)
+        return found
+
+    def changes_since(self, sequence: int, limit: int = 10_000) -> list[Change]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT sequence, gallery, subject_id, op, template_ids FROM changes WHERE sequence > ? ORDER BY sequence LIMIT ?",
+                (sequence, limit),
+            ).fetchall()
+        return [Change(seq, gallery, subject, op, tuple(json.loads(ids))) for seq, gallery, subject, op, ids in rows]
+
+    def last_sequence(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT MAX(sequence) FROM changes").fetchone()
+        return int(row[0] or 0)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

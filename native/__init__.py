@@ -1,0 +1,5 @@
+"""Cython kernels of the matching core; ``native.reference`` holds their NumPy definitions."""
+
+from native.topk import best_per_subject, top_k
+
+__all__ = ["best_per_subject", "top_k"]

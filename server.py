@@ -1,0 +1,493 @@
+"""The gRPC transport: decode requests, call the libraries, map their errors to status codes.
+
+No business logic lives here.  Requests flow server → enrollment (images → templates) →
+matcher (galleries, search, store) → native (kernels); this module is the only one that
+knows gRPC exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent import futures
+from dataclasses import dataclass
+
+import faiss
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import Counter, Histogram, start_http_server
+
+from matcher.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    ModalityUnavailable,
+    NotFound,
+    Overloaded,
+    ShanakhtError,
+    StoreUnavailable,
+)
+from matcher.galleries import EnrollItem, Enrolled, Galleries
+from matcher.gallery import Candidate
+from matcher.store.base import GalleryRecord, ModalitySpec
+from matcher.store.sqlite import SQLiteStore
+from matcher.templates import Modality, Template, vector_from_bytes
+from shanakht import logs
+from shanakht.settings import Settings
+from shanakht.v1 import identity_pb2 as pb
+from shanakht.v1 import identity_pb2_grpc as pb_grpc
+
+log = logging.getLogger("shanakht.server")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["IdentityService"].full_name
+
+# The one place where library errors become gRPC status codes.
+STATUS_FOR_ERROR: dict[type[ShanakhtError], grpc.StatusCode] = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    ModalityUnavailable: grpc.StatusCode.UNIMPLEMENTED,
+    DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
+    Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+RPC_TOTAL = Counter("shanakht_rpc_total", "RPCs handled", ["method", "code"])
+RPC_SECONDS = Histogram(
+    "shanakht_rpc_seconds", "RPC latency", ["method"], buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5)
+)
+
+
+def status_for(error: ShanakhtError) -> grpc.StatusCode:
+    for cls in type(error).__mro__:
+        if cls in STATUS_FOR_ERROR:
+            return STATUS_FOR_ERROR[cls]
+    return grpc.StatusCode.INTERNAL
+
+
+# An extractor turns one image sample into templates; one per modality, added by later pipelines.
+Extractor = Callable[[pb.Sample, str], list[Template]]
+
+
+def _deadline(context: grpc.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+class IdentityServicer(pb_grpc.IdentityServiceServicer):
+    """Translates protobuf ↔ library calls; see the proto for the contract of each RPC."""
+
+    def __init__(self, galleries: Galleries, settings: Settings, extractors: Mapping[Modality, Extractor] | None = None):
+        self.galleries = galleries
+        self.settings = settings
+        self.extractors = dict(extractors or {})
+
+    # -- decoding -------------------------------------------------------------------------
+    def _templates(self, samples: Iterable[pb.Sample], mode: str, field: str = "samples") -> list[Template]:
+        templates: list[Template] = []
+        for i, sample in enumerate(samples):
+            try:
+                templates.extend(self._sample_templates(sample, mode))
+            except InvalidArgument as error:
+                raise error.under(f"{field}[{i}]")
+        return templates
+
+    def _sample_templates(self, sample: pb.Sample, mode: str) -> list[Template]:
+        kind = sample.WhichOneof("kind")
+        if kind is None:
+            raise InvalidArgument("", "no face, finger or template set")
+        if kind == "template":
+            t = sample.template
+            if t.modality == pb.MODALITY_UNSPECIFIED:
+                raise InvalidArgument("template.modality", "must be MODALITY_FACE or MODALITY_FINGER")
+            if not t.model_id:
+                raise InvalidArgument("template.model_id", "must not be empty")
+            if t.finger_position > 10:
+                raise InvalidArgument("template.finger_position", f"must be 0–10, got {t.finger_position}")
+            return [Template(Modality(t.modality), t.model_id, vector_from_bytes(t.vector, "template.vector"), t.finger_position)]
+        modality = Modality.FACE if kind == "face" else Modality.FINGER
+        extractor = self.extractors.get(modality)
+        if extractor is None:
+            raise ModalityUnavailable(
+                f"{modality.label} images are not supported by this server yet; send a template sample instead"
+            )
+        return extractor(sample, mode)
+
+    @staticmethod
+    def _candidate(candidate: Candidate, metadata: Mapping[str, str]) -> pb.Candidate:
+        return pb.Candidate(
+            subject_id=candidate.subject_id,
+            gallery=candidate.gallery,
+            score=candidate.score,
+            modality_scores=candidate.modality_scores,
+            hit=candidate.hit,
+            metadata=metadata,
+        )
+
+    def _enroll_item(self, request: pb.EnrollRequest) -> EnrollItem:
+        return EnrollItem(
+            gallery=request.gallery,
+            subject_id=request.subject_id,
+            templates=tuple(self._templates(request.samples, "enroll")),
+            metadata=dict(request.metadata),
+            replace=request.replace,
+            check_duplicates=request.check_duplicates,
+        )
+
+    @staticmethod
+    def _enroll_response(outcome: Enrolled, index: int = 0) -> pb.EnrollResponse:
+        return pb.EnrollResponse(
+            subject_id=outcome.result.subject_id,
+            template_ids=outcome.result.template_ids,
+            sequence=outcome.result.sequence,
+            duplicates=[pb.Duplicate(subject_id=d.subject_id, score=d.score) for d in outcome.duplicates],
+            quality=[pb.QualityReport(accepted=True) for _ in outcome.result.template_ids],
+            index=index,
+        )
+
+    # -- RPCs -----------------------------------------------------------------------------
+    def Enroll(self, request: pb.EnrollRequest, context: grpc.ServicerContext) -> pb.EnrollResponse:
+        item = self._enroll_item(request)
+        (outcome,) = self.galleries.enroll([item])
+        if isinstance(outcome, ShanakhtError):
+            raise outcome
+        return self._enroll_response(outcome)
+
+    def EnrollStream(self, request_iterator: Iterator[pb.EnrollRequest], context: grpc.ServicerContext):
+        """Group commit: items that arrive together are made durable in one write, then acknowledged."""
+        pending: queue.Queue = queue.Queue(maxsize=4 * self.settings.stream_batch)
+        done = object()
+
+        def put(item: object) -> None:
+            while context.is_active():
+                try:
+                    pending.put(item, timeout=0.5)
+                    return
+                except queue.Full:
+                    continue
+
+        def read() -> None:
+            try:
+                for request in request_iterator:
+                    put(request)
+            except Exception as error:  # the client went away; the writer side ends the stream
+                put(error)
+            put(done)
+
+        threading.Thread(target=read, name="enroll-stream-reader", daemon=True).start()
+        index = 0
+        finished = False
+        while not finished and context.is_active():
+            try:
+                batch = [pending.get(timeout=0.5)]
+            except queue.Empty:
+                continue
+            while len(batch) < self.settings.stream_batch:
+                try:
+                    batch.append(pending.get_nowait())
+                except queue.Empty:
+                    break
+            finished = any(not isinstance(r, pb.EnrollRequest) for r in batch)  # end marker or client error
+            batch = [r for r in batch if isinstance(r, pb.EnrollRequest)]
+            items: list[EnrollItem | ShanakhtError] = []
+            for request in batch:
+                try:
+                    items.append(self._enroll_item(request))
+                except ShanakhtError as error:
+                    items.append(error)
+            valid = [item for item in items if isinstance(item, EnrollItem)]
+            outcomes = iter(self.galleries.enroll(valid))
+            for item in items:
+                outcome = item if isinstance(item, ShanakhtError) else next(outcomes)
+                if isinstance(outcome, ShanakhtError):
+                    yield pb.EnrollResponse(index=index, status_code=status_for(outcome).value[0], error=str(outcome))
+                else:
+                    yield self._enroll_response(outcome, index)
+                index += 1
+
+    def Identify(self, request: pb.IdentifyRequest, context: grpc.ServicerContext) -> pb.IdentifyResponse:
+        probes = self._templates(request.samples, "identify")
+        candidates = self.galleries.identify(
+            probes,
+            list(request.galleries),
+            top=request.max_candidates or 10,
+            min_score=request.min_score,
+            deadline=_deadline(context),
+        )
+        metadata: dict[tuple[str, str], dict[str, str]] = {}
+        for gallery in {c.gallery for c in candidates}:
+            found = self.galleries.store.subject_metadata(gallery, [c.subject_id for c in candidates if c.gallery == gallery])
+            metadata.update({(gallery, subject): meta for subject, meta in found.items()})
+        return pb.IdentifyResponse(
+            candidates=[self._candidate(c, metadata.get((c.gallery, c.subject_id), {})) for c in candidates],
+            quality=[pb.QualityReport(accepted=True) for _ in probes],
+        )
+
+    def Verify(self, request: pb.VerifyRequest, context: grpc.ServicerContext) -> pb.VerifyResponse:
+        probes = self._templates(request.samples, "verify")
+        result = self.galleries.verify(request.gallery, request.subject_id, probes)
+        return pb.VerifyResponse(
+            score=result.score,
+            match=result.match,
+            threshold=result.threshold,
+            modality_scores=result.modality_scores,
+            quality=[pb.QualityReport(accepted=True) for _ in probes],
+        )
+
+    def ExtractTemplate(self, request: pb.ExtractTemplateRequest, context: grpc.ServicerContext) -> pb.ExtractTemplateResponse:
+        if not request.HasField("sample"):
+            raise InvalidArgument("sample", "is required")
+        templates = self._templates([request.sample], "extract", field="sample")
+        if len(templates) != 1:
+            raise InvalidArgument("sample", f"yielded {len(templates)} templates; send one face or finger")
+        t = templates[0]
+        return pb.ExtractTemplateResponse(
+            template=pb.Template(
+                modality=t.modality.value, model_id=t.model_id, vector=t.vector.astype("<f4").tobytes(), finger_position=t.finger_position
+            ),
+            quality=pb.QualityReport(accepted=True),
+        )
+
+    def GetSubject(self, request: pb.GetSubjectRequest, context: grpc.ServicerContext) -> pb.Subject:
+        record = self.galleries.get_subject(request.gallery, request.subject_id)
+        return pb.Subject(
+            subject_id=record.subject_id,
+            gallery=record.gallery,
+            metadata=record.metadata,
+            templates=[
+                pb.TemplateInfo(
+                    template_id=t.template_id, modality=t.modality.value, model_id=t.model_id, finger_position=t.finger_position
+                )
+                for t in record.templates
+            ],
+            enrolled_at=record.enrolled_at,
+            sequence=record.sequence,
+        )
+
+    def DeleteSubject(self, request: pb.DeleteSubjectRequest, context: grpc.ServicerContext) -> pb.DeleteSubjectResponse:
+        return pb.DeleteSubjectResponse(sequence=self.galleries.remove(request.gallery, request.subject_id))
+
+    def CreateGallery(self, request: pb.CreateGalleryRequest, context: grpc.ServicerContext) -> pb.Gallery:
+        if not math.isfinite(request.threshold_fmr):
+            raise InvalidArgument("threshold_fmr", "must be a finite number")
+        specs = tuple(
+            ModalitySpec(Modality(m.modality), m.model_id, m.dimension)
+            for m in request.modalities
+            if m.modality != pb.MODALITY_UNSPECIFIED
+        )
+        if len(specs) != len(request.modalities):
+            raise InvalidArgument("modalities.modality", "must be MODALITY_FACE or MODALITY_FINGER")
+        record = GalleryRecord(
+            name=request.name,
+            threshold_fmr=request.threshold_fmr or self.settings.default_threshold_fmr,
+            modalities=specs or self.default_modalities(self.settings),
+            description=request.description,
+        )
+        return self._gallery_message(self.galleries.create(record).record)
+
+    @staticmethod
+    def default_modalities(settings: Settings) -> tuple[ModalitySpec, ...]:
+        return (ModalitySpec(Modality.FACE, settings.face_model, settings.face_dimension),)
+
+    @staticmethod
+    def _gallery_message(record: GalleryRecord) -> pb.Gallery:
+        return pb.Gallery(
+            name=record.name,
+            threshold_fmr=record.threshold_fmr,
+            threshold_score=-math.log10(record.threshold_fmr),
+            modalities=[pb.ModalitySettings(modality=s.modality.value, model_id=s.model_id, dimension=s.dimension) for s in record.modalities],
+            description=record.description,
+        )
+
+    def ListGalleries(self, request: pb.ListGalleriesRequest, context: grpc.ServicerContext) -> pb.ListGalleriesResponse:
+        return pb.ListGalleriesResponse(
+            galleries=[self._gallery_message(self.galleries.get(name).record) for name in self.galleries.names()]
+        )
+
+    def GalleryStats(self, request: pb.GalleryStatsRequest, context: grpc.ServicerContext) -> pb.GalleryStatsResponse:
+        stats = self.galleries.statistics(list(request.galleries))
+        return pb.GalleryStatsResponse(
+            galleries=[
+                pb.GalleryStatistics(
+                    gallery=s.gallery,
+                    subjects=s.subjects,
+                    indexes=[
+                        pb.IndexStats(
+                            modality=Modality[i.modality.upper()].value,
+                            templates=i.templates,
+                            index_type=i.index_type,
+                            bytes_per_template=i.bytes_per_template,
+                            applied_sequence=i.applied_sequence,
+                        )
+                        for i in s.indexes
+                    ],
+                )
+                for s in stats
+            ],
+            store_sequence=self.galleries.store.last_sequence(),
+        )
+
+
+class ErrorsAndMetricsInterceptor(grpc.ServerInterceptor):
+    """Maps library errors to status codes, counts and times every RPC, logs failures.
+
+    The first link of the interceptor chain; authentication and audit join it later.
+    """
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method.rsplit("/", 1)[-1]
+
+        def guard(behaviour, streaming_response: bool):
+            def unary(request_or_iterator, context):
+                started = time.perf_counter()
+                code = grpc.StatusCode.OK
+                try:
+                    return behaviour(request_or_iterator, context)
+                except ShanakhtError as error:
+                    code = status_for(error)
+                    context.abort(code, str(error))
+                except Exception as error:
+                    code = _fail_internal(error, method, context)
+                finally:
+                    RPC_TOTAL.labels(method, code.name).inc()
+                    RPC_SECONDS.labels(method).observe(time.perf_counter() - started)
+
+            def stream(request_or_iterator, context):
+                started = time.perf_counter()
+                code = grpc.StatusCode.OK
+                try:
+                    yield from behaviour(request_or_iterator, context)
+                except ShanakhtError as error:
+                    code = status_for(error)
+                    context.abort(code, str(error))
+                except Exception as error:
+                    code = _fail_internal(error, method, context)
+                finally:
+                    RPC_TOTAL.labels(method, code.name).inc()
+                    RPC_SECONDS.labels(method).observe(time.perf_counter() - started)
+
+            return stream if streaming_response else unary
+
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                guard(handler.unary_unary, False), handler.request_deserializer, handler.response_serializer
+            )
+        if handler.stream_stream:
+            return grpc.stream_stream_rpc_method_handler(
+                guard(handler.stream_stream, True), handler.request_deserializer, handler.response_serializer
+            )
+        return handler
+
+
+def _fail_internal(error: Exception, method: str, context: grpc.ServicerContext) -> grpc.StatusCode:
+    if not context.is_active():
+        raise error  # the client left; nobody to answer
+    incident = uuid.uuid4().hex[:12]
+    log.exception("unhandled error", extra={"method": method, "incident": incident})
+    context.abort(grpc.StatusCode.INTERNAL, f"internal error; incident {incident} is in the server log")
+    return grpc.StatusCode.INTERNAL
+
+
+@dataclass
+class RunningServer:
+    """A started server and what it needs to shut down cleanly."""
+
+    server: grpc.Server
+    port: int
+    galleries: Galleries
+    health: health.HealthServicer
+    settings: Settings
+    _snapshotter: threading.Event
+
+    def stop(self, grace: float | None = None) -> None:
+        """Drain in-flight RPCs, snapshot the indexes, close the store."""
+        self.health.enter_graceful_shutdown()
+        self._snapshotter.set()
+        self.server.stop(self.settings.shutdown_grace_s if grace is None else grace).wait()
+        self.galleries.snapshot()
+        self.galleries.store.close()
+        log.info("server stopped", extra={"port": self.port})
+
+
+def _ensure_default_galleries(galleries: Galleries, settings: Settings) -> None:
+    for name in settings.gallery_names:
+        if name not in galleries.names():
+            galleries.create(
+                GalleryRecord(name, settings.default_threshold_fmr, IdentityServicer.default_modalities(settings))
+            )
+
+
+def _periodic_snapshots(galleries: Galleries, interval: float, stop: threading.Event) -> None:
+    while not stop.wait(interval):
+        try:
+            galleries.snapshot()
+        except Exception:
+            log.exception("snapshot failed")
+
+
+def start(settings: Settings, extractors: Mapping[Modality, Extractor] | None = None) -> RunningServer:
+    """Open the store, load the galleries, and start serving (non-blocking)."""
+    faiss.omp_set_num_threads(settings.search_threads)
+    store = SQLiteStore(settings.store_path)
+    galleries = Galleries(store, settings.snapshot_dir)
+    _ensure_default_galleries(galleries, settings)
+
+    options = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+    ]
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="rpc"),
+        interceptors=[ErrorsAndMetricsInterceptor()],
+        options=options,
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+    )
+    pb_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(galleries, settings, extractors), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {settings.host}:{settings.port}")
+    server.start()
+    for service in ("", SERVICE_NAME):
+        health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    stop_snapshots = threading.Event()
+    if settings.snapshot_interval_s > 0:
+        threading.Thread(
+            target=_periodic_snapshots, args=(galleries, settings.snapshot_interval_s, stop_snapshots), daemon=True
+        ).start()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr="127.0.0.1")
+    log.info(
+        "serving",
+        extra={"host": settings.host, "port": port, "data_dir": str(settings.data_dir), "galleries": galleries.names()},
+    )
+    return RunningServer(server, port, galleries, health_servicer, settings, stop_snapshots)
+
+
+def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    logs.configure(settings.log_level, settings.log_format)
+    running = start(settings)
+    print(f"shanakht listening on {settings.host}:{running.port}", flush=True)
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    stopping.wait()
+    log.info("shutting down", extra={"grace_s": settings.shutdown_grace_s})
+    running.stop()

@@ -1,0 +1,97 @@
+"""One typed settings object for the server: defaults, then ``SHANAKHT_*`` env vars, then flags.
+
+Every knob the server has lives here, so an operator finds them in one place and
+``shanakht serve --help`` lists them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_FACE_MODEL = "faceplugin-fr_feature@0.0.1"
+DEFAULT_FACE_DIMENSION = 512
+
+
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Server configuration; field names map to ``--flag-name`` and ``SHANAKHT_FLAG_NAME``."""
+
+    data_dir: Path = field(default=Path("data"), metadata={"help": "store, snapshots and logs live here"})
+    host: str = field(default="localhost", metadata={"help": "address to listen on"})
+    port: int = field(default=50051, metadata={"help": "gRPC port (0 picks a free one)"})
+    workers: int = field(default=4 * _cpu_count(), metadata={"help": "gRPC handler threads"})
+    max_concurrent_rpcs: int = field(default=64, metadata={"help": "RPCs in flight before RESOURCE_EXHAUSTED"})
+    max_message_bytes: int = field(default=16 * 1024 * 1024, metadata={"help": "largest request accepted"})
+    search_threads: int = field(
+        default=1, metadata={"help": "FAISS threads per search (1 is fastest for lone queries on few cores)"}
+    )
+    snapshot_interval_s: float = field(default=300.0, metadata={"help": "seconds between index snapshots (0: only at shutdown)"})
+    shutdown_grace_s: float = field(default=10.0, metadata={"help": "seconds to drain RPCs on SIGTERM"})
+    stream_batch: int = field(default=256, metadata={"help": "EnrollStream items committed per durable write at most"})
+    metrics_port: int = field(default=0, metadata={"help": "Prometheus /metrics port (0: off)"})
+    default_galleries: str = field(
+        default="watchlist,criminal_records,inmates", metadata={"help": "galleries created at start-up when missing"}
+    )
+    default_threshold_fmr: float = field(default=1e-4, metadata={"help": "decision threshold of new galleries, as an FMR"})
+    face_model: str = field(default=DEFAULT_FACE_MODEL, metadata={"help": "face model id of new galleries"})
+    face_dimension: int = field(default=DEFAULT_FACE_DIMENSION, metadata={"help": "face template dimension"})
+    model_dir: Path = field(default=Path(".cache/models"), metadata={"help": "verified ONNX model cache"})
+    log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
+    log_format: str = field(default="json", metadata={"help": "json or text"})
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / "shanakht.sqlite3"
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.data_dir / "snapshots"
+
+    @property
+    def gallery_names(self) -> list[str]:
+        return [name.strip() for name in self.default_galleries.split(",") if name.strip()]
+
+
+def _convert(kind: Any, text: str) -> Any:
+    if kind in (Path, "Path"):
+        return Path(text)
+    if kind in (int, "int"):
+        return int(text)
+    if kind in (float, "float"):
+        return float(text)
+    return text
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one ``--flag`` per settings field; unset flags fall back to env vars and defaults."""
+    for f in dataclasses.fields(Settings):
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            default=None,
+            type=lambda text, kind=f.type: _convert(kind, text),
+            help=f"{f.metadata.get('help', '')} (env SHANAKHT_{f.name.upper()}, default {f.default})",
+        )
+
+
+def load(args: argparse.Namespace | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Defaults, overridden by ``SHANAKHT_*`` environment variables, overridden by flags."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        env = environ.get(f"SHANAKHT_{f.name.upper()}")
+        if env is not None:
+            values[f.name] = _convert(f.type, env)
+        flag = getattr(args, f.name, None) if args is not None else None
+        if flag is not None:
+            values[f.name] = flag
+    return Settings(**values)

@@ -1,0 +1,58 @@
+"""Galleries as a plain library (no gRPC): enrol, identify, verify, remove, restart."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from matcher.errors import DeadlineExceeded, InvalidArgument
+from matcher.galleries import EnrollItem, Galleries
+from matcher.store.base import GalleryRecord, ModalitySpec
+from matcher.store.sqlite import SQLiteStore
+from matcher.templates import Modality, Template
+from tests.conftest import noisy, unit_vectors
+
+DIM = 32
+SPEC = ModalitySpec(Modality.FACE, "m", DIM)
+
+
+def face(v):
+    return Template(Modality.FACE, "m", v)
+
+
+def open_galleries(path):
+    return Galleries(SQLiteStore(path / "s.sqlite3"), path / "snapshots")
+
+
+def test_library_round_trip_and_restart(tmp_path):
+    galleries = open_galleries(tmp_path)
+    galleries.create(GalleryRecord("g", 1e-4, (SPEC,)))
+    vectors = unit_vectors(100, DIM, 1)
+    outcomes = galleries.enroll([EnrollItem("g", f"s{i}", (face(v),)) for i, v in enumerate(vectors)])
+    assert all(o.result.sequence for o in outcomes)
+    probe = noisy(vectors[:1], sigma=0.3, seed=2)[0]
+    assert galleries.identify([face(probe)], ["g"], top=1)[0].subject_id == "s0"
+    assert galleries.verify("g", "s0", [face(probe)]).match
+    galleries.remove("g", "s0")
+    assert galleries.identify([face(probe)], ["g"], top=1)[0].subject_id != "s0"
+    galleries.snapshot()
+    galleries.store.close()
+    reopened = open_galleries(tmp_path)
+    assert reopened.identify([face(vectors[5])], ["g"], top=1)[0].subject_id == "s5"
+    assert reopened.statistics(["g"])[0].subjects == 99
+
+
+def test_expired_deadline_stops_a_search(tmp_path):
+    galleries = open_galleries(tmp_path)
+    galleries.create(GalleryRecord("g", 1e-4, (SPEC,)))
+    with pytest.raises(DeadlineExceeded):
+        galleries.identify([face(unit_vectors(1, DIM)[0])], ["g"], deadline=time.monotonic() - 1)
+
+
+def test_templates_of_another_size_are_refused(tmp_path):
+    galleries = open_galleries(tmp_path)
+    galleries.create(GalleryRecord("g", 1e-4, (SPEC,)))
+    (outcome,) = galleries.enroll([EnrollItem("g", "s", (face(unit_vectors(1, DIM + 1)[0]),))])
+    assert isinstance(outcome, InvalidArgument) and outcome.field == "samples[0].template.vector"
+    assert galleries.statistics(["g"])[0].subjects == 0

@@ -1,0 +1,52 @@
+"""The Cython kernels agree with their NumPy references, edge cases included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import native
+from native import reference
+
+
+def ranked_hits(rng, rows, k, subjects):
+    sims = -np.sort(-rng.random((rows, k), dtype=np.float32), axis=1)
+    codes = rng.integers(-1, subjects, (rows, k)).astype(np.int64)
+    return sims, codes
+
+
+@pytest.mark.parametrize("rows, k, subjects, top", [(1, 1, 1, 1), (3, 50, 5, 10), (64, 200, 40, 10), (8, 1000, 900, 300), (2, 40, 1000, 0)])
+def test_best_per_subject_matches_reference(rows, k, subjects, top):
+    rng = np.random.default_rng(rows * k + top)
+    sims, codes = ranked_hits(rng, rows, k, subjects)
+    got, expected = native.best_per_subject(sims, codes, top), reference.best_per_subject(sims, codes, top)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+
+
+def test_best_per_subject_edges():
+    sims = np.array([[0.9, 0.8, 0.7, 0.6]], dtype=np.float32)
+    codes = np.array([[-1, -1, -1, -1]], dtype=np.int64)
+    out_sims, out_codes = native.best_per_subject(sims, codes, 3)
+    assert out_codes.tolist() == [[-1, -1, -1]] and np.all(np.isneginf(out_sims))
+    codes = np.array([[7, 7, 2**40, 7]], dtype=np.int64)
+    out_sims, out_codes = native.best_per_subject(sims, codes, 3)
+    assert out_codes.tolist() == [[7, 2**40, -1]]
+    assert out_sims[0, :2].tolist() == pytest.approx([0.9, 0.7])
+    empty = native.best_per_subject(np.empty((0, 5), np.float32), np.empty((0, 5), np.int64), 3)
+    assert empty[0].shape == (0, 3)
+    with pytest.raises(ValueError):
+        native.best_per_subject(sims, codes[:, :2], 3)
+
+
+@pytest.mark.parametrize("n, k", [(0, 3), (1, 1), (10, 3), (10, 10), (10, 20), (10_000, 50), (500, 499)])
+def test_top_k_matches_reference(n, k):
+    rng = np.random.default_rng(n + k)
+    scores = rng.random(n, dtype=np.float32)
+    scores[::3] = 0.5  # ties must keep input order
+    np.testing.assert_array_equal(native.top_k(scores, k), reference.top_k(scores, k))
+
+
+def test_top_k_with_infinities():
+    scores = np.array([-np.inf, 1.0, np.inf, 1.0, -np.inf], dtype=np.float32)
+    assert native.top_k(scores, 5).tolist() == reference.top_k(scores, 5).tolist() == [2, 1, 3, 0, 4]
