@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= localhost
 PORT   ?= 50051
 
-.PHONY: install run test bench clean
+.PHONY: install redis run test bench clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard proto/shanakht/v1/*.proto) $(wildcard native/*.pyx)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,10 +21,17 @@ install: $(STAMP)
 run: install
 	$(VENV)/bin/shanakht serve --data-dir ./data --host $(HOST) --port $(PORT)
 
-test: install
+# The tests start their own redis-server processes (free port, temporary directory, AOF on).
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "redis-server not found: installing it (apt-get install redis-server)"; \
+	  (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null) || \
+	  { echo "could not install redis-server; install it with your package manager"; exit 1; }; }
+
+test: install redis
 	$(PY) -m pytest
 
-bench: install
+bench: install redis
 	$(PY) -m pytest benchmarks --benchmark-enable --write-results
 
 clean:

@@ -37,7 +37,7 @@ from matcher.errors import (
 )
 from matcher.galleries import EnrollItem, Enrolled, Galleries
 from matcher.gallery import Candidate
-from matcher.store.base import GalleryRecord, ModalitySpec
+from matcher.store.base import GalleryRecord, ModalitySpec, Store
 from matcher.store.sqlite import SQLiteStore
 from matcher.templates import Modality, Template, vector_from_bytes
 from shanakht import logs
@@ -216,12 +216,15 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
 
     def Identify(self, request: pb.IdentifyRequest, context: grpc.ServicerContext) -> pb.IdentifyResponse:
         probes = self._templates(request.samples, "identify")
+        deadline = _deadline(context)
+        if request.min_sequence:
+            self.galleries.wait_for_sequence(request.min_sequence, deadline)
         candidates = self.galleries.identify(
             probes,
             list(request.galleries),
             top=request.max_candidates or 10,
             min_score=request.min_score,
-            deadline=_deadline(context),
+            deadline=deadline,
         )
         metadata: dict[tuple[str, str], dict[str, str]] = {}
         for gallery in {c.gallery for c in candidates}:
@@ -234,6 +237,8 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
 
     def Verify(self, request: pb.VerifyRequest, context: grpc.ServicerContext) -> pb.VerifyResponse:
         probes = self._templates(request.samples, "verify")
+        if request.min_sequence:
+            self.galleries.wait_for_sequence(request.min_sequence, _deadline(context))
         result = self.galleries.verify(request.gallery, request.subject_id, probes)
         return pb.VerifyResponse(
             score=result.score,
@@ -416,6 +421,7 @@ class RunningServer:
         self.health.enter_graceful_shutdown()
         self._snapshotter.set()
         self.server.stop(self.settings.shutdown_grace_s if grace is None else grace).wait()
+        self.galleries.stop_following()
         self.galleries.snapshot()
         self.galleries.store.close()
         log.info("server stopped", extra={"port": self.port})
@@ -424,9 +430,12 @@ class RunningServer:
 def _ensure_default_galleries(galleries: Galleries, settings: Settings) -> None:
     for name in settings.gallery_names:
         if name not in galleries.names():
-            galleries.create(
-                GalleryRecord(name, settings.default_threshold_fmr, IdentityServicer.default_modalities(settings))
-            )
+            try:
+                galleries.create(
+                    GalleryRecord(name, settings.default_threshold_fmr, IdentityServicer.default_modalities(settings))
+                )
+            except AlreadyExists:  # another replica created it a moment ago
+                galleries.catch_up()
 
 
 def _periodic_snapshots(galleries: Galleries, interval: float, stop: threading.Event) -> None:
@@ -437,12 +446,32 @@ def _periodic_snapshots(galleries: Galleries, interval: float, stop: threading.E
             log.exception("snapshot failed")
 
 
+def open_store(settings: Settings) -> Store:
+    """The configured store, refusing one that cannot keep its promise when durability is required."""
+    if settings.store == "sqlite":
+        store: Store = SQLiteStore(settings.store_path)
+    elif settings.store == "redis":
+        from matcher.store.redis import RedisStore
+
+        store = RedisStore(settings.redis_url, settings.redis_prefix)
+    else:
+        raise SystemExit(f"--store must be sqlite or redis, not {settings.store!r}")
+    promise = store.durability()
+    log.info("store opened", extra={"store": settings.store, "durability": promise})
+    if settings.require_durable and not store.is_durable():
+        store.close()
+        raise SystemExit(f"refusing to start (--require-durable): {promise}")
+    return store
+
+
 def start(settings: Settings, extractors: Mapping[Modality, Extractor] | None = None) -> RunningServer:
     """Open the store, load the galleries, and start serving (non-blocking)."""
     faiss.omp_set_num_threads(settings.search_threads)
-    store = SQLiteStore(settings.store_path)
+    store = open_store(settings)
     galleries = Galleries(store, settings.snapshot_dir)
     _ensure_default_galleries(galleries, settings)
+    if not store.single_writer:
+        galleries.start_following()
 
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),

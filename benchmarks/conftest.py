@@ -89,4 +89,20 @@ def write_kernels(figures: dict, n: int, command: str) -> None:
         results.write_section("native_kernels", "Native kernels vs NumPy reference", body, command)
 
 
-WRITERS = [write_identify, write_kernels]
+def write_backends(figures: dict, n: int, command: str) -> None:
+    rows = []
+    for name in ("sqlite", "redis"):
+        rate, identify = figures.get(f"enroll_{name}_per_s"), figures.get(f"identify_{name}")
+        if rate and identify:
+            rows.append([name, f"{rate:,.0f}", f"{identify.median * 1e3:.2f}", f"{identify.mean * 1e3:.2f}", f"{identify.max * 1e3:.2f}"])
+    if rows:
+        body = (
+            f"`EnrollStream` of {min(n, 20_000):,} templates (d = 512) into an empty gallery, one client; then gRPC `Identify` "
+            "on that gallery, one call at a time.  SQLite: WAL, synchronous=FULL.  Redis 7 on loopback: AOF with "
+            "appendfsync always.  Both acknowledge only durable writes.\n\n"
+            + results.markdown_table(["store", "enrolments/s", "identify median ms", "mean ms", "max ms"], rows)
+        )
+        results.write_section("store_backends", "Redis store vs SQLite store", body, command)
+
+
+WRITERS = [write_identify, write_kernels, write_backends]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +20,17 @@ import numpy as np
 
 import native
 from matcher.calibration import Calibration
-from matcher.errors import AlreadyExists, InvalidArgument, NotFound, ShanakhtError
+from matcher.errors import AlreadyExists, DeadlineExceeded, InvalidArgument, NotFound, ShanakhtError, StoreUnavailable
 from matcher.gallery import Candidate, Gallery, Verification, check_deadline, validate_gallery_name, validate_subject_id
-from matcher.store.base import EnrollmentResult, GalleryRecord, ModalitySpec, NewEnrollment, Store, SubjectRecord
+from matcher.store.base import (
+    EnrollmentResult,
+    GalleryRecord,
+    ModalitySpec,
+    NewEnrollment,
+    Store,
+    StoredTemplate,
+    SubjectRecord,
+)
 from matcher.templates import Template
 
 log = logging.getLogger(__name__)
@@ -83,6 +92,10 @@ class Galleries:
         self._calibration_for = calibration_for
         self._galleries: dict[str, Gallery] = {}
         self._write_lock = threading.Lock()
+        self._applied = threading.Condition(threading.Lock())
+        self._caught_up_to = 0
+        self._follower: threading.Thread | None = None
+        self._stop_following = threading.Event()
         self._load()
 
     # -- start-up -------------------------------------------------------------------------
@@ -98,26 +111,85 @@ class Galleries:
             else:
                 log.info("gallery loaded from snapshot", extra={"gallery": record.name, "sequence": covered})
             self._galleries[record.name] = gallery
+        self._caught_up_to = min((g.applied_sequence for g in self._galleries.values()), default=0)
         self.catch_up()
 
+    @property
+    def caught_up_to(self) -> int:
+        """Every change-log entry up to this sequence is reflected in the indexes."""
+        return self._caught_up_to
+
     def catch_up(self) -> int:
-        """Apply every change-log entry newer than what the indexes hold; return how many."""
+        """Apply every change-log entry after the cursor (other replicas' writes); return how many."""
         applied = 0
-        with self._write_lock:
-            start = min((g.applied_sequence for g in self._galleries.values()), default=self.store.last_sequence())
-            while True:
-                changes = self.store.changes_since(start)
-                if not changes:
-                    return applied
+        while True:
+            with self._write_lock:
+                changes = self.store.changes_since(self._caught_up_to)
                 for change in changes:
                     gallery = self._galleries.get(change.gallery)
                     if gallery is None and change.op == "gallery":
                         record = next(r for r in self.store.galleries() if r.name == change.gallery)
                         gallery = self._galleries[record.name] = Gallery(record, self._calibration_for)
-                    if gallery is not None and change.sequence > gallery.applied_sequence:
+                    if gallery is not None:
                         gallery.apply(change, self.store)
                         applied += 1
-                start = changes[-1].sequence
+                if changes:
+                    self._advance(changes[-1].sequence)
+                    for gallery in self._galleries.values():
+                        gallery.prune_sequences(self._caught_up_to)
+            if not changes:
+                return applied
+
+    def _advance(self, sequence: int) -> None:
+        with self._applied:
+            if sequence > self._caught_up_to:
+                self._caught_up_to = sequence
+                self._applied.notify_all()
+
+    def _applied_locally(self, sequence: int) -> None:
+        """A single-writer store sees every change pass through here, in order: the cursor follows."""
+        if self.store.single_writer:
+            self._advance(sequence)
+
+    def wait_for_sequence(self, sequence: int, deadline: float | None) -> None:
+        """Read-your-writes across replicas: block until ``sequence`` is applied, or the deadline passes."""
+        with self._applied:
+            while self._caught_up_to < sequence:
+                if self.store.single_writer and sequence > self.store.last_sequence():
+                    raise InvalidArgument("min_sequence", f"{sequence} is beyond the store's last sequence {self.store.last_sequence()}")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise DeadlineExceeded(f"sequence {sequence} not yet applied here (at {self._caught_up_to})")
+                self._applied.wait(0.05 if remaining is None else min(0.05, remaining))
+
+    def start_following(self, poll_timeout: float = 1.0) -> None:
+        """Follow the change log in the background (replicas sharing a store)."""
+        if self._follower is not None:
+            return
+
+        def follow() -> None:
+            backoff = 0.1
+            while not self._stop_following.is_set():
+                try:
+                    if self.store.wait_for_changes(self._caught_up_to, poll_timeout):
+                        self.catch_up()
+                    backoff = 0.1
+                except StoreUnavailable as error:
+                    log.warning("change log unavailable; retrying", extra={"error": str(error), "retry_s": backoff})
+                    self._stop_following.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                except Exception:
+                    log.exception("applying the change log failed; retrying")
+                    self._stop_following.wait(1.0)
+
+        self._follower = threading.Thread(target=follow, name="change-log-follower", daemon=True)
+        self._follower.start()
+
+    def stop_following(self) -> None:
+        self._stop_following.set()
+        if self._follower is not None:
+            self._follower.join(timeout=10)
+            self._follower = None
 
     # -- galleries ------------------------------------------------------------------------
     def create(self, record: GalleryRecord) -> Gallery:
@@ -139,6 +211,7 @@ class Galleries:
             for index in gallery.indexes.values():
                 index.mark_applied(sequence)
             self._galleries[record.name] = gallery
+            self._applied_locally(sequence)
             return gallery
 
     def get(self, name: str, field: str = "gallery") -> Gallery:
@@ -184,19 +257,16 @@ class Galleries:
                         outcomes[position] = result
                         continue
                     self._index_enrollment(request, result)
+                    self._applied_locally(result.sequence)
                     outcomes[position] = Enrolled(result, duplicates)
         return outcomes  # type: ignore[return-value]
 
     def _index_enrollment(self, request: NewEnrollment, result: EnrollmentResult) -> None:
-        gallery = self._galleries[request.gallery]
-        for modality, index in gallery.indexes.items():
-            positions = [i for i, t in enumerate(request.templates) if t.modality is modality]
-            index.set_subject(
-                request.subject_id,
-                np.array([result.template_ids[i] for i in positions], dtype=np.int64),
-                np.array([request.templates[i].vector for i in positions], dtype=np.float32).reshape(-1, index.dimension),
-                result.sequence,
-            )
+        templates = [
+            StoredTemplate(template_id, request.subject_id, t.modality, t.model_id, t.finger_position, t.vector)
+            for template_id, t in zip(result.template_ids, request.templates)
+        ]
+        self._galleries[request.gallery].index_subject(request.subject_id, templates, result.sequence)
 
     def remove(self, gallery_name: str, subject_id: str) -> int:
         """Delete a subject from the store and the indexes; absent from every later search."""
@@ -204,8 +274,8 @@ class Galleries:
         validate_subject_id(subject_id)
         with self._write_lock:
             sequence, _ = self.store.delete_subject(gallery.name, subject_id)
-            for index in gallery.indexes.values():
-                index.remove_subject(subject_id, sequence)
+            gallery.forget_subject(subject_id, sequence)
+            self._applied_locally(sequence)
             return sequence
 
     # -- reads ----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import numpy as np
 from matcher.calibration import Calibration
 from matcher.errors import DeadlineExceeded, InvalidArgument, NotFound
 from matcher.index import VectorIndex
-from matcher.store.base import Change, GalleryRecord, ModalitySpec, Store
+from matcher.store.base import Change, GalleryRecord, ModalitySpec, Store, StoredTemplate
 from matcher.templates import Modality, Template
 
 GALLERY_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
@@ -78,6 +78,7 @@ class Gallery:
         self.indexes: dict[Modality, VectorIndex] = {
             spec.modality: VectorIndex(spec.dimension, spec.model_id) for spec in record.modalities
         }
+        self._subject_sequence: dict[str, int] = {}
         self.calibrations: dict[Modality, Calibration] = {spec.modality: calibration_for(spec) for spec in record.modalities}
 
     @property
@@ -107,21 +108,48 @@ class Gallery:
             )
 
     # -- index maintenance ----------------------------------------------------------------
+    def _newer(self, subject_id: str, sequence: int) -> bool:
+        """Whether ``sequence`` is newer than what the indexes hold for this subject.
+
+        Replicas may apply their own writes before older entries of other replicas reach
+        them; tracking the last sequence per subject makes every apply order-safe.
+        """
+        if sequence and sequence <= self._subject_sequence.get(subject_id, 0):
+            return False
+        self._subject_sequence[subject_id] = sequence
+        return True
+
+    def index_subject(self, subject_id: str, templates: Sequence[StoredTemplate], sequence: int) -> None:
+        """Make the subject's indexed templates exactly ``templates`` (as of change ``sequence``)."""
+        if not self._newer(subject_id, sequence):
+            return
+        for modality, index in self.indexes.items():
+            mine = [t for t in templates if t.modality is modality]
+            ids = np.array([t.template_id for t in mine], dtype=np.int64)
+            vectors = np.array([t.vector for t in mine], dtype=np.float32).reshape(-1, index.dimension)
+            index.set_subject(subject_id, ids, vectors, sequence)
+
+    def forget_subject(self, subject_id: str, sequence: int) -> None:
+        if not self._newer(subject_id, sequence):
+            return
+        for index in self.indexes.values():
+            index.remove_subject(subject_id, sequence)
+
     def apply(self, change: Change, store: Store) -> None:
-        """Apply one committed change-log entry to the indexes (idempotent)."""
+        """Apply one committed change-log entry to the indexes (idempotent, order-safe)."""
         if change.op == "delete":
-            for index in self.indexes.values():
-                index.remove_subject(change.subject_id, change.sequence)
+            self.forget_subject(change.subject_id, change.sequence)
         elif change.op == "upsert":
-            templates = store.templates_by_id(change.template_ids)
-            for modality, index in self.indexes.items():
-                mine = [t for t in templates if t.modality is modality]
-                ids = np.array([t.template_id for t in mine], dtype=np.int64)
-                vectors = np.array([t.vector for t in mine], dtype=np.float32).reshape(-1, index.dimension)
-                index.set_subject(change.subject_id, ids, vectors, change.sequence)
+            if change.sequence > self._subject_sequence.get(change.subject_id, 0):
+                self.index_subject(change.subject_id, store.templates_by_id(change.template_ids), change.sequence)
         else:
             for index in self.indexes.values():
                 index.mark_applied(change.sequence)
+
+    def prune_sequences(self, caught_up_to: int) -> None:
+        """Forget per-subject sequences the change-log cursor has passed: no older entry can come back."""
+        if len(self._subject_sequence) > 50_000:
+            self._subject_sequence = {s: q for s, q in self._subject_sequence.items() if q > caught_up_to}
 
     def rebuild(self, store: Store, sequence: int) -> None:
         """Fill every index from the store's templates (no snapshot, or a stale one)."""

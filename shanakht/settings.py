@@ -44,6 +44,10 @@ class Settings:
     default_threshold_fmr: float = field(default=1e-4, metadata={"help": "decision threshold of new galleries, as an FMR"})
     face_model: str = field(default=DEFAULT_FACE_MODEL, metadata={"help": "face model id of new galleries"})
     face_dimension: int = field(default=DEFAULT_FACE_DIMENSION, metadata={"help": "face template dimension"})
+    store: str = field(default="sqlite", metadata={"help": "sqlite (embedded, one process) or redis (shared by replicas)"})
+    redis_url: str = field(default="redis://localhost:6379/0", metadata={"help": "Redis URL for --store redis (rediss:// for TLS, password in the URL)"})
+    redis_prefix: str = field(default="shanakht", metadata={"help": "key prefix in Redis, to keep deployments apart"})
+    require_durable: bool = field(default=False, metadata={"help": "refuse to start on a store that can lose acknowledged writes"})
     model_dir: Path = field(default=Path(".cache/models"), metadata={"help": "verified ONNX model cache"})
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
     log_format: str = field(default="json", metadata={"help": "json or text"})
@@ -62,6 +66,8 @@ class Settings:
 
 
 def _convert(kind: Any, text: str) -> Any:
+    if kind in (bool, "bool"):
+        return text.strip().lower() in ("1", "true", "yes", "on")
     if kind in (Path, "Path"):
         return Path(text)
     if kind in (int, "int"):
@@ -74,12 +80,16 @@ def _convert(kind: Any, text: str) -> Any:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one ``--flag`` per settings field; unset flags fall back to env vars and defaults."""
     for f in dataclasses.fields(Settings):
+        help_text = f"{f.metadata.get('help', '')} (env SHANAKHT_{f.name.upper()}, default {f.default})"
+        if f.type in (bool, "bool"):
+            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, action="store_true", default=None, help=help_text)
+            continue
         parser.add_argument(
             "--" + f.name.replace("_", "-"),
             dest=f.name,
             default=None,
             type=lambda text, kind=f.type: _convert(kind, text),
-            help=f"{f.metadata.get('help', '')} (env SHANAKHT_{f.name.upper()}, default {f.default})",
+            help=help_text,
         )
 
 

@@ -7,6 +7,7 @@ only make restarts faster.  Every backend (embedded SQLite, Redis) implements ``
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -115,6 +116,26 @@ class Store(abc.ABC):
     A method returns only once its write is durable: an acknowledged enrolment survives a
     ``kill -9`` of the process.
     """
+
+    #: True when this process is the only writer, so every change passes through it in order.
+    single_writer: bool = True
+
+    def durability(self) -> str:
+        """One sentence: what an acknowledged write survives, for the start-up log."""
+        return "acknowledged writes are durable"
+
+    def is_durable(self) -> bool:
+        """Whether an acknowledged write survives a crash of the storage host."""
+        return True
+
+    def wait_for_changes(self, sequence: int, timeout: float) -> bool:
+        """Block until the log holds an entry after ``sequence`` or ``timeout`` passes (replicas poll this)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.last_sequence() > sequence:
+                return True
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        return self.last_sequence() > sequence
 
     @abc.abstractmethod
     def create_gallery(self, gallery: GalleryRecord) -> int:

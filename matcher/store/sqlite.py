@@ -91,6 +91,9 @@ class SQLiteStore(Store):
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
 
+    def durability(self) -> str:
+        return f"SQLite at {self.path} (WAL, synchronous=FULL) fsyncs every commit before acknowledging"
+
     # -- writes ---------------------------------------------------------------------------
     def _append_change(self, gallery: str, subject_id: str, op: str, template_ids: Sequence[int]) -> int:
         cursor = self._db.execute(

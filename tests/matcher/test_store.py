@@ -1,4 +1,4 @@
-"""SQLiteStore: durable settings, atomic group commit, change log."""
+"""Both stores honour one contract: atomic group commit, change log, replace, reopen."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import pytest
 
 from matcher.errors import AlreadyExists, NotFound
 from matcher.store.base import GalleryRecord, ModalitySpec, NewEnrollment
+from matcher.store.redis import RedisStore
 from matcher.store.sqlite import SQLiteStore
 from matcher.templates import Modality, Template
 from tests.conftest import unit_vectors
+from tests.redis_server import RedisServer
 
 FACE = ModalitySpec(Modality.FACE, "m", 8)
 
@@ -18,15 +20,27 @@ def templates(n, seed=0):
     return tuple(Template(Modality.FACE, "m", v) for v in unit_vectors(n, 8, seed))
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def opener(request, tmp_path):
+    """A function that (re)opens the same store; Redis runs as a real redis-server with AOF."""
+    if request.param == "sqlite":
+        yield lambda: SQLiteStore(tmp_path / "s.sqlite3")
+        return
+    server = RedisServer(tmp_path / "redis").start()
+    yield lambda: RedisStore(server.url, "test")
+    server.kill()
+
+
 @pytest.fixture
-def store(tmp_path):
-    s = SQLiteStore(tmp_path / "s.sqlite3")
+def store(opener):
+    s = opener()
     s.create_gallery(GalleryRecord("g", 1e-4, (FACE,)))
     yield s
     s.close()
 
 
-def test_wal_and_full_sync(store):
+def test_sqlite_wal_and_full_sync(tmp_path):
+    store = SQLiteStore(tmp_path / "s.sqlite3")
     assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
@@ -61,13 +75,12 @@ def test_change_log_and_replace(store):
         store.delete_subject("g", "a")
 
 
-def test_survives_reopen(tmp_path):
-    path = tmp_path / "s.sqlite3"
-    store = SQLiteStore(path)
+def test_survives_reopen(opener):
+    store = opener()
     store.create_gallery(GalleryRecord("g", 1e-3, (FACE,), "d"))
     (result,) = store.enroll([NewEnrollment("g", "a", templates(1))])
     store.close()
-    reopened = SQLiteStore(path)
+    reopened = opener()
     assert reopened.galleries() == [GalleryRecord("g", 1e-3, (FACE,), "d")]
     (stored,) = reopened.templates_by_id(result.template_ids)
     np.testing.assert_array_equal(stored.vector, templates(1)[0].vector)

@@ -1,0 +1,318 @@
+"""The shared store: Redis, for several server replicas serving the same galleries.
+
+Layout (``P`` is the key prefix, default ``shanakht``):
+- ``P:galleries`` hash name → gallery JSON; ``P:subjects:G`` set of subject ids;
+- ``P:subject:G:S`` hash (metadata, enrolled_at, sequence, template_ids);
+- ``P:template:ID`` hash (gallery, subject_id, modality, model_id, finger_position, vector, quality);
+- ``P:templates:G:M`` sorted set of template ids (rebuild in id order);
+- ``P:changes`` stream: the change log; entry id ``<sequence>-1``, so sequences are stream ids.
+
+Every write is one Lua script, so a template, its subject record and its change-log entry appear
+together or not at all.  What an acknowledgement guarantees depends on Redis's own persistence
+(AOF and ``appendfsync``), which ``persistence()`` reports.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
+
+import numpy as np
+import redis
+from redis.exceptions import BusyLoadingError, ConnectionError, ResponseError, TimeoutError
+
+from matcher.errors import AlreadyExists, NotFound, ShanakhtError, StoreUnavailable
+from matcher.store.base import (
+    Change,
+    EnrollmentResult,
+    GalleryRecord,
+    ModalitySpec,
+    NewEnrollment,
+    Store,
+    StoredTemplate,
+    SubjectRecord,
+    TemplateInfo,
+)
+from matcher.templates import Modality
+
+T = TypeVar("T")
+_OUTAGE = (ConnectionError, TimeoutError, BusyLoadingError, OSError)
+
+_CREATE_GALLERY = """
+local p = ARGV[1]
+if redis.call('HSETNX', p .. ':galleries', ARGV[2], ARGV[3]) == 0 then return {'EXISTS'} end
+local seq = redis.call('INCR', p .. ':sequence')
+redis.call('XADD', p .. ':changes', seq .. '-1', 'gallery', ARGV[2], 'subject_id', '', 'op', 'gallery', 'template_ids', '')
+return {'OK', seq}
+"""
+
+# ARGV: prefix, gallery, subject, metadata, replace, now, n, then 5 per template.
+_ENROLL = """
+local p, gallery, subject = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('HEXISTS', p .. ':galleries', gallery) == 0 then return {'NOT_FOUND'} end
+local skey = p .. ':subject:' .. gallery .. ':' .. subject
+local replaced = ''
+if redis.call('EXISTS', skey) == 1 then
+  if ARGV[5] ~= '1' then return {'EXISTS'} end
+  replaced = redis.call('HGET', skey, 'template_ids')
+  for id in string.gmatch(replaced, '[^,]+') do
+    local tkey = p .. ':template:' .. id
+    redis.call('ZREM', p .. ':templates:' .. gallery .. ':' .. redis.call('HGET', tkey, 'modality'), id)
+    redis.call('DEL', tkey)
+  end
+end
+local n = tonumber(ARGV[7])
+local first = redis.call('INCRBY', p .. ':template_id', n) - n
+local ids = {}
+for i = 1, n do
+  local id = string.format('%d', first + i)
+  local b = 7 + (i - 1) * 5
+  redis.call('HSET', p .. ':template:' .. id, 'gallery', gallery, 'subject_id', subject, 'modality', ARGV[b + 1],
+             'model_id', ARGV[b + 2], 'finger_position', ARGV[b + 3], 'vector', ARGV[b + 4], 'quality', ARGV[b + 5])
+  redis.call('ZADD', p .. ':templates:' .. gallery .. ':' .. ARGV[b + 1], id, id)
+  ids[i] = id
+end
+local joined = table.concat(ids, ',')
+local seq = redis.call('INCR', p .. ':sequence')
+redis.call('XADD', p .. ':changes', seq .. '-1', 'gallery', gallery, 'subject_id', subject, 'op', 'upsert', 'template_ids', joined)
+redis.call('HSET', skey, 'metadata', ARGV[4], 'enrolled_at', ARGV[6], 'sequence', seq, 'template_ids', joined)
+redis.call('SADD', p .. ':subjects:' .. gallery, subject)
+return {'OK', seq, joined, replaced}
+"""
+
+_DELETE = """
+local p, gallery, subject = ARGV[1], ARGV[2], ARGV[3]
+local skey = p .. ':subject:' .. gallery .. ':' .. subject
+if redis.call('EXISTS', skey) == 0 then return {'NOT_FOUND'} end
+local removed = redis.call('HGET', skey, 'template_ids')
+for id in string.gmatch(removed, '[^,]+') do
+  local tkey = p .. ':template:' .. id
+  redis.call('ZREM', p .. ':templates:' .. gallery .. ':' .. redis.call('HGET', tkey, 'modality'), id)
+  redis.call('DEL', tkey)
+end
+redis.call('DEL', skey)
+redis.call('SREM', p .. ':subjects:' .. gallery, subject)
+local seq = redis.call('INCR', p .. ':sequence')
+redis.call('XADD', p .. ':changes', seq .. '-1', 'gallery', gallery, 'subject_id', subject, 'op', 'delete', 'template_ids', removed)
+return {'OK', seq, removed}
+"""
+
+_TEMPLATE_FIELDS = ("subject_id", "modality", "model_id", "finger_position", "vector")
+
+
+def _ids(text: bytes | str | None) -> tuple[int, ...]:
+    if not text:
+        return ()
+    text = text.decode() if isinstance(text, bytes) else text
+    return tuple(int(part) for part in text.split(",") if part)
+
+
+def _gallery_json(record: GalleryRecord) -> str:
+    return json.dumps(
+        {
+            "threshold_fmr": record.threshold_fmr,
+            "description": record.description,
+            "modalities": [[s.modality.value, s.model_id, s.dimension] for s in record.modalities],
+        }
+    )
+
+
+def _outage_safe(method: Callable[..., T]) -> Callable[..., T]:
+    """Turn a lost connection into ``StoreUnavailable``: the RPC fails fast with UNAVAILABLE."""
+
+    @functools.wraps(method)
+    def wrapper(self: "RedisStore", *args, **kwargs) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except _OUTAGE as error:
+            raise StoreUnavailable(f"the Redis store at {self.location} is unavailable ({error}); nothing was written") from error
+
+    return wrapper
+
+
+class RedisStore(Store):
+    """``Store`` on a Redis server (TLS and password through the URL: ``rediss://:pw@host:port/0``)."""
+
+    single_writer = False
+
+    def __init__(self, url: str, prefix: str = "shanakht") -> None:
+        self.url = url
+        self.prefix = prefix
+        self._redis = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=10.0, health_check_interval=5)
+        self.location = self._redis.connection_pool.connection_kwargs.get("host", "?") + ":" + str(
+            self._redis.connection_pool.connection_kwargs.get("port", "?")
+        )
+        self._create_gallery = self._redis.register_script(_CREATE_GALLERY)
+        self._enroll = self._redis.register_script(_ENROLL)
+        self._delete = self._redis.register_script(_DELETE)
+
+    def key(self, *parts: object) -> str:
+        return ":".join([self.prefix, *map(str, parts)])
+
+    # -- persistence ----------------------------------------------------------------------
+    @_outage_safe
+    def persistence(self) -> dict[str, str]:
+        """Redis's persistence settings, to say what an acknowledgement guarantees."""
+        try:
+            settings = {**self._redis.config_get("appendonly"), **self._redis.config_get("appendfsync")}
+        except ResponseError:  # CONFIG disabled (managed Redis): we cannot know
+            return {"appendonly": "unknown", "appendfsync": "unknown"}
+        return {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v for k, v in settings.items()}
+
+    def durability(self) -> str:
+        settings = self.persistence()
+        if settings.get("appendonly") != "yes":
+            return (f"Redis at {self.location} has AOF off (appendonly={settings.get('appendonly')}): acknowledged writes live "
+                    "in memory and RDB snapshots only, and a Redis restart can lose them")
+        fsync = settings.get("appendfsync")
+        if fsync == "always":
+            return f"Redis at {self.location} fsyncs its AOF before acknowledging: an acknowledged write survives a crash"
+        if fsync == "everysec":
+            return f"Redis at {self.location} fsyncs its AOF every second: a host crash can lose the last second of acknowledged writes"
+        return f"Redis at {self.location} leaves AOF fsync to the OS (appendfsync={fsync}): a host crash can lose acknowledged writes"
+
+    def is_durable(self) -> bool:
+        return self.persistence().get("appendonly") == "yes"
+
+    # -- writes ---------------------------------------------------------------------------
+    @_outage_safe
+    def create_gallery(self, gallery: GalleryRecord) -> int:
+        reply = self._create_gallery(args=[self.prefix, gallery.name, _gallery_json(gallery)])
+        if reply[0] == b"EXISTS":
+            raise AlreadyExists(f"gallery {gallery.name!r} already exists")
+        return int(reply[1])
+
+    @_outage_safe
+    def enroll(self, enrollments: Sequence[NewEnrollment]) -> list[EnrollmentResult | ShanakhtError]:
+        pipe = self._redis.pipeline(transaction=False)
+        now = repr(time.time())
+        for item in enrollments:
+            args: list[object] = [self.prefix, item.gallery, item.subject_id, json.dumps(item.metadata, sort_keys=True),
+                                  "1" if item.replace else "0", now, len(item.templates)]
+            for t in item.templates:
+                args += [t.modality.value, t.model_id, t.finger_position, np.ascontiguousarray(t.vector, "<f4").tobytes(), json.dumps(t.quality)]
+            self._enroll(args=args, client=pipe)
+        replies = pipe.execute(raise_on_error=False)
+        results: list[EnrollmentResult | ShanakhtError] = []
+        for item, reply in zip(enrollments, replies):
+            if isinstance(reply, Exception):
+                raise reply
+            if reply[0] == b"NOT_FOUND":
+                results.append(NotFound(f"gallery {item.gallery!r} does not exist"))
+            elif reply[0] == b"EXISTS":
+                results.append(
+                    AlreadyExists(f"subject {item.subject_id!r} is already enrolled in gallery {item.gallery!r}; set replace to overwrite")
+                )
+            else:
+                results.append(EnrollmentResult(item.subject_id, _ids(reply[2]), int(reply[1]), _ids(reply[3])))
+        return results
+
+    @_outage_safe
+    def delete_subject(self, gallery: str, subject_id: str) -> tuple[int, tuple[int, ...]]:
+        reply = self._delete(args=[self.prefix, gallery, subject_id])
+        if reply[0] == b"NOT_FOUND":
+            raise NotFound(f"subject {subject_id!r} is not enrolled in gallery {gallery!r}")
+        return int(reply[1]), _ids(reply[2])
+
+    # -- reads ----------------------------------------------------------------------------
+    @_outage_safe
+    def galleries(self) -> list[GalleryRecord]:
+        records = []
+        for name, raw in sorted(self._redis.hgetall(self.key("galleries")).items()):
+            data = json.loads(raw)
+            specs = tuple(ModalitySpec(Modality(m), model, int(dim)) for m, model, dim in data["modalities"])
+            records.append(GalleryRecord(name.decode(), data["threshold_fmr"], specs, data["description"]))
+        return records
+
+    @_outage_safe
+    def get_subject(self, gallery: str, subject_id: str) -> SubjectRecord:
+        raw = self._redis.hgetall(self.key("subject", gallery, subject_id))
+        if not raw:
+            raise NotFound(f"subject {subject_id!r} is not enrolled in gallery {gallery!r}")
+        ids = _ids(raw[b"template_ids"])
+        pipe = self._redis.pipeline(transaction=False)
+        for template_id in ids:
+            pipe.hmget(self.key("template", template_id), "modality", "model_id", "finger_position")
+        infos = [
+            TemplateInfo(template_id, Modality(int(m)), model.decode(), int(position))
+            for template_id, (m, model, position) in zip(ids, pipe.execute())
+            if m is not None
+        ]
+        return SubjectRecord(
+            gallery=gallery,
+            subject_id=subject_id,
+            metadata=json.loads(raw[b"metadata"]),
+            templates=tuple(infos),
+            enrolled_at=float(raw[b"enrolled_at"]),
+            sequence=int(raw[b"sequence"]),
+        )
+
+    @_outage_safe
+    def subject_metadata(self, gallery: str, subject_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        pipe = self._redis.pipeline(transaction=False)
+        for subject in subject_ids:
+            pipe.hget(self.key("subject", gallery, subject), "metadata")
+        return {s: json.loads(m) for s, m in zip(subject_ids, pipe.execute()) if m is not None}
+
+    @_outage_safe
+    def count_subjects(self, gallery: str) -> int:
+        return int(self._redis.scard(self.key("subjects", gallery)))
+
+    def _fetch_templates(self, ids: Sequence[int]) -> list[StoredTemplate]:
+        pipe = self._redis.pipeline(transaction=False)
+        for template_id in ids:
+            pipe.hmget(self.key("template", template_id), *_TEMPLATE_FIELDS)
+        found = []
+        for template_id, (subject, modality, model, position, vector) in zip(ids, pipe.execute()):
+            if subject is None:
+                continue
+            found.append(
+                StoredTemplate(template_id, subject.decode(), Modality(int(modality)), model.decode(), int(position), np.frombuffer(vector, "<f4"))
+            )
+        return found
+
+    @_outage_safe
+    def iter_templates(self, gallery: str, modality: Modality, batch: int = 10_000) -> Iterator[list[StoredTemplate]]:
+        last = 0
+        key = self.key("templates", gallery, modality.value)
+        while True:
+            ids = [int(i) for i in self._redis.zrangebyscore(key, f"({last}", "+inf", start=0, num=batch)]
+            if not ids:
+                return
+            last = ids[-1]
+            yield self._fetch_templates(ids)
+
+    @_outage_safe
+    def templates_by_id(self, template_ids: Sequence[int]) -> list[StoredTemplate]:
+        return self._fetch_templates(sorted(template_ids))
+
+    @staticmethod
+    def _change(entry_id: bytes, fields: dict[bytes, bytes]) -> Change:
+        return Change(
+            sequence=int(entry_id.split(b"-")[0]),
+            gallery=fields[b"gallery"].decode(),
+            subject_id=fields[b"subject_id"].decode(),
+            op=fields[b"op"].decode(),
+            template_ids=_ids(fields[b"template_ids"]),
+        )
+
+    @_outage_safe
+    def changes_since(self, sequence: int, limit: int = 10_000) -> list[Change]:
+        entries = self._redis.xrange(self.key("changes"), min=f"{sequence + 1}-0", max="+", count=limit)
+        return [self._change(entry_id, fields) for entry_id, fields in entries]
+
+    @_outage_safe
+    def wait_for_changes(self, sequence: int, timeout: float) -> bool:
+        """Block until the log holds an entry after ``sequence`` (XREAD BLOCK), or ``timeout`` passes."""
+        reply = self._redis.xread({self.key("changes"): f"{sequence}-1"}, count=1, block=max(1, int(timeout * 1000)))
+        return bool(reply)
+
+    @_outage_safe
+    def last_sequence(self) -> int:
+        return int(self._redis.get(self.key("sequence")) or 0)
+
+    def close(self) -> None:
+        self._redis.close()
