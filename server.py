@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 
 import faiss
 import grpc
@@ -32,15 +33,19 @@ from matcher.errors import (
     ModalityUnavailable,
     NotFound,
     Overloaded,
+    PermissionDenied,
     ShanakhtError,
     StoreUnavailable,
+    Unauthenticated,
 )
 from matcher.galleries import EnrollItem, Enrolled, Galleries
 from matcher.gallery import Candidate
-from matcher.store.base import GalleryRecord, ModalitySpec, Store
+from matcher.store.base import GalleryRecord, ModalitySpec, Principal, Store
 from matcher.store.sqlite import SQLiteStore
 from matcher.templates import Modality, Template, vector_from_bytes
 from shanakht import logs
+from shanakht.audit import AuditTrail, probe_hash
+from shanakht.auth import ROLES, Authenticator, TokenBucket, authorize, create_key
 from shanakht.settings import Settings
 from shanakht.v1 import identity_pb2 as pb
 from shanakht.v1 import identity_pb2_grpc as pb_grpc
@@ -59,6 +64,8 @@ STATUS_FOR_ERROR: dict[type[ShanakhtError], grpc.StatusCode] = {
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 RPC_TOTAL = Counter("shanakht_rpc_total", "RPCs handled", ["method", "code"])
@@ -107,8 +114,8 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             raise InvalidArgument("", "no face, finger or template set")
         if kind == "template":
             t = sample.template
-            if t.modality == pb.MODALITY_UNSPECIFIED:
-                raise InvalidArgument("template.modality", "must be MODALITY_FACE or MODALITY_FINGER")
+            if t.modality not in (pb.MODALITY_FACE, pb.MODALITY_FINGER):
+                raise InvalidArgument("template.modality", f"must be MODALITY_FACE or MODALITY_FINGER, got {t.modality}")
             if not t.model_id:
                 raise InvalidArgument("template.model_id", "must not be empty")
             if t.finger_position > 10:
@@ -131,6 +138,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             modality_scores=candidate.modality_scores,
             hit=candidate.hit,
             metadata=metadata,
+            alert_level=metadata.get("alert_level", "match") if candidate.hit else "",
         )
 
     def _enroll_item(self, request: pb.EnrollRequest) -> EnrollItem:
@@ -197,6 +205,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
                 except queue.Empty:
                     break
             finished = any(not isinstance(r, pb.EnrollRequest) for r in batch)  # end marker or client error
+            failure = next((r for r in batch if isinstance(r, ShanakhtError)), None)
             batch = [r for r in batch if isinstance(r, pb.EnrollRequest)]
             items: list[EnrollItem | ShanakhtError] = []
             for request in batch:
@@ -206,13 +215,17 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
                     items.append(error)
             valid = [item for item in items if isinstance(item, EnrollItem)]
             outcomes = iter(self.galleries.enroll(valid))
-            for item in items:
+            for request, item in zip(batch, items):
                 outcome = item if isinstance(item, ShanakhtError) else next(outcomes)
                 if isinstance(outcome, ShanakhtError):
-                    yield pb.EnrollResponse(index=index, status_code=status_for(outcome).value[0], error=str(outcome))
+                    yield pb.EnrollResponse(
+                        index=index, subject_id=request.subject_id, status_code=status_for(outcome).value[0], error=str(outcome)
+                    )
                 else:
                     yield self._enroll_response(outcome, index)
                 index += 1
+            if failure is not None:  # e.g. an item outside the caller's gallery scope: end the stream with its status
+                raise failure
 
     def Identify(self, request: pb.IdentifyRequest, context: grpc.ServicerContext) -> pb.IdentifyResponse:
         probes = self._templates(request.samples, "identify")
@@ -284,13 +297,10 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     def CreateGallery(self, request: pb.CreateGalleryRequest, context: grpc.ServicerContext) -> pb.Gallery:
         if not math.isfinite(request.threshold_fmr):
             raise InvalidArgument("threshold_fmr", "must be a finite number")
-        specs = tuple(
-            ModalitySpec(Modality(m.modality), m.model_id, m.dimension)
-            for m in request.modalities
-            if m.modality != pb.MODALITY_UNSPECIFIED
-        )
-        if len(specs) != len(request.modalities):
-            raise InvalidArgument("modalities.modality", "must be MODALITY_FACE or MODALITY_FINGER")
+        for i, m in enumerate(request.modalities):
+            if m.modality not in (pb.MODALITY_FACE, pb.MODALITY_FINGER):
+                raise InvalidArgument(f"modalities[{i}].modality", f"must be MODALITY_FACE or MODALITY_FINGER, got {m.modality}")
+        specs = tuple(ModalitySpec(Modality(m.modality), m.model_id, m.dimension) for m in request.modalities)
         record = GalleryRecord(
             name=request.name,
             threshold_fmr=request.threshold_fmr or self.settings.default_threshold_fmr,
@@ -396,6 +406,162 @@ class ErrorsAndMetricsInterceptor(grpc.ServerInterceptor):
         return handler
 
 
+# Which galleries a request touches (None: no gallery at all, [] : every gallery), and its purpose.
+_GALLERIES_OF: dict[str, Callable[[object], list[str] | None]] = {
+    "Enroll": lambda r: [r.gallery],
+    "EnrollStream": lambda r: [r.gallery],
+    "Identify": lambda r: list(r.galleries),
+    "Verify": lambda r: [r.gallery],
+    "GetSubject": lambda r: [r.gallery],
+    "DeleteSubject": lambda r: [r.gallery],
+    "CreateGallery": lambda r: [r.name],
+    "GalleryStats": lambda r: list(r.galleries),
+    "ListGalleries": lambda r: [],
+    "ExtractTemplate": lambda r: None,
+}
+_PURPOSE_OF: dict[str, Callable[[object], str]] = {
+    "Identify": lambda r: r.purpose,
+    "Verify": lambda r: r.purpose,
+    "GetSubject": lambda r: r.purpose,
+    "DeleteSubject": lambda r: r.reason,
+}
+AUDITED = {"Enroll", "EnrollStream", "Identify", "Verify", "GetSubject", "DeleteSubject", "CreateGallery"}
+OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def _audit_result(method: str, request, response) -> dict:
+    """What the caller was shown: subject ids and scores, never biometric data."""
+    if response is None:
+        return {}
+    if method == "Identify":
+        return {"subjects": [f"{c.gallery}/{c.subject_id}" for c in response.candidates],
+                "scores": [round(c.score, 3) for c in response.candidates]}
+    if method == "Verify":
+        return {"subjects": [f"{request.gallery}/{request.subject_id}"], "scores": [round(response.score, 3)], "match": response.match}
+    if method in ("Enroll", "EnrollStream"):
+        return {"subjects": [f"{request.gallery}/{response.subject_id or request.subject_id}"], "template_ids": list(response.template_ids),
+                "duplicates": [d.subject_id for d in response.duplicates]}
+    if method in ("GetSubject", "DeleteSubject"):
+        return {"subjects": [f"{request.gallery}/{request.subject_id}"]}
+    return {}
+
+
+class AccessInterceptor(grpc.ServerInterceptor):
+    """Authentication, rate limit, authorization, redaction and audit, in that order, for every call.
+
+    Health and reflection stay open (load balancers, grpcurl); everything else needs an API key
+    (metadata ``x-api-key``) or a registered client certificate.
+    """
+
+    def __init__(self, authenticator: Authenticator, audit: AuditTrail, limiter: TokenBucket, enforce: bool) -> None:
+        self.authenticator = authenticator
+        self.audit = audit
+        self.limiter = limiter
+        self.enforce = enforce
+
+    def _principal(self, metadata: dict[str, str], context: grpc.ServicerContext) -> Principal:
+        if not self.enforce:
+            return ANONYMOUS_ADMIN
+        subjects = (context.auth_context() or {}).get("x509_common_name") or []
+        if subjects:
+            try:
+                return self.authenticator.from_certificate(subjects[0].decode())
+            except Unauthenticated:
+                if "x-api-key" not in metadata:
+                    raise
+        key = metadata.get("x-api-key") or metadata.get("authorization", "").removeprefix("Bearer ").strip()
+        if not key:
+            raise Unauthenticated("no credential: send an API key as 'x-api-key' metadata, or a registered client certificate")
+        return self.authenticator.from_key(key)
+
+    def _record(self, principal: Principal, method: str, request, response, status: grpc.StatusCode, context) -> None:
+        samples = getattr(request, "samples", None)
+        galleries = _GALLERIES_OF[method](request) or []
+        payload = {
+            "principal": principal.key_id,
+            "name": principal.name,
+            "role": principal.role,
+            "rpc": method,
+            "galleries": galleries,
+            "purpose": _PURPOSE_OF.get(method, lambda r: "")(request),
+            "probe_sha256": probe_hash(b"".join(x.SerializeToString() for x in samples)) if samples else "",
+            "status": status.name,
+            "peer": context.peer(),
+            **_audit_result(method, request, response),
+        }
+        self.audit.record(payload)
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None or handler_call_details.method.startswith(OPEN_SERVICES):
+            return handler
+        method = handler_call_details.method.rsplit("/", 1)[-1]
+        metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
+
+        if handler.unary_unary:
+            behaviour = handler.unary_unary
+
+            def unary(request, context):
+                principal = self._principal(metadata, context)  # unknown callers cannot be named in the audit
+                self.limiter.take(principal.key_id)
+                response, status = None, grpc.StatusCode.OK
+                try:
+                    purpose = _PURPOSE_OF[method](request) if method in _PURPOSE_OF else None
+                    authorize(principal, method, _GALLERIES_OF[method](request), purpose)  # refusals are audited too
+                    response = behaviour(request, context)
+                    if not ROLES[principal.role].sees_metadata and method == "Identify":
+                        for candidate in response.candidates:
+                            candidate.ClearField("metadata")
+                        for face in response.faces:
+                            for candidate in face.candidates:
+                                candidate.ClearField("metadata")
+                    return response
+                except ShanakhtError as error:
+                    status = status_for(error)
+                    raise
+                except Exception:
+                    status = grpc.StatusCode.INTERNAL
+                    raise
+                finally:
+                    if method in AUDITED:
+                        self._record(principal, method, request, response, status, context)
+
+            return grpc.unary_unary_rpc_method_handler(unary, handler.request_deserializer, handler.response_serializer)
+
+        if handler.stream_stream:
+            behaviour = handler.stream_stream
+
+            def stream(request_iterator, context):
+                principal = self._principal(metadata, context)
+                self.limiter.take(principal.key_id)
+                authorize(principal, method, None, None)
+                requests: list = []
+
+                def checked():
+                    for request in request_iterator:
+                        try:
+                            authorize(principal, method, _GALLERIES_OF[method](request), None)
+                        except PermissionDenied:
+                            self._record(principal, method, request, None, grpc.StatusCode.PERMISSION_DENIED, context)
+                            raise
+                        requests.append(request)
+                        yield request
+
+                for response in behaviour(checked(), context):
+                    request = requests[response.index]
+                    requests[response.index] = None  # acknowledged: free it
+                    status = grpc.StatusCode.OK if response.status_code == 0 else _STATUS_BY_VALUE[response.status_code]
+                    self._record(principal, method, request, response, status, context)
+                    yield response
+
+            return grpc.stream_stream_rpc_method_handler(stream, handler.request_deserializer, handler.response_serializer)
+        return handler
+
+
+_STATUS_BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
+ANONYMOUS_ADMIN = Principal("anonymous", "auth off", "admin", ("*",), 0.0)
+
+
 def _fail_internal(error: Exception, method: str, context: grpc.ServicerContext) -> grpc.StatusCode:
     if not context.is_active():
         raise error  # the client left; nobody to answer
@@ -415,6 +581,7 @@ class RunningServer:
     health: health.HealthServicer
     settings: Settings
     _snapshotter: threading.Event
+    audit: AuditTrail
 
     def stop(self, grace: float | None = None) -> None:
         """Drain in-flight RPCs, snapshot the indexes, close the store."""
@@ -422,6 +589,7 @@ class RunningServer:
         self._snapshotter.set()
         self.server.stop(self.settings.shutdown_grace_s if grace is None else grace).wait()
         self.galleries.stop_following()
+        self.audit.close()
         self.galleries.snapshot()
         self.galleries.store.close()
         log.info("server stopped", extra={"port": self.port})
@@ -436,6 +604,34 @@ def _ensure_default_galleries(galleries: Galleries, settings: Settings) -> None:
                 )
             except AlreadyExists:  # another replica created it a moment ago
                 galleries.catch_up()
+
+
+def _prepare_auth(settings: Settings, store: Store) -> bool:
+    """Whether to enforce access control; on first start, mint the admin key into the data directory."""
+    if settings.auth == "off":
+        log.warning("access control is OFF: every caller is admin; never run this way outside a test bench")
+        return False
+    if settings.auth != "required":
+        raise SystemExit(f"--auth must be required or off, not {settings.auth!r}")
+    if not store.principals():
+        principal, key = create_key(store, "admin", name="bootstrap-admin")
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        path = settings.admin_key_path
+        path.touch(mode=0o600)
+        path.write_text(key + "\n")
+        store.append_audit([{"time": time.time(), "principal": "server", "role": "admin", "rpc": "keys.create",
+                             "key_id": principal.key_id, "key_role": "admin", "status": "OK"}])
+        log.warning("no principals yet: created the bootstrap admin key", extra={"key_id": principal.key_id, "path": str(path)})
+    return True
+
+
+def _server_credentials(settings: Settings) -> grpc.ServerCredentials:
+    """TLS; with --client-ca, client certificates are required and their subject names the principal."""
+    if not settings.tls_key:
+        raise SystemExit("--tls-cert needs --tls-key")
+    pair = (Path(settings.tls_key).read_bytes(), Path(settings.tls_cert).read_bytes())
+    ca = Path(settings.client_ca).read_bytes() if settings.client_ca else None
+    return grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=ca is not None)
 
 
 def _periodic_snapshots(galleries: Galleries, interval: float, stop: threading.Event) -> None:
@@ -473,13 +669,17 @@ def start(settings: Settings, extractors: Mapping[Modality, Extractor] | None = 
     if not store.single_writer:
         galleries.start_following()
 
+    enforce = _prepare_auth(settings, store)
+    audit = AuditTrail(store)
+    access = AccessInterceptor(Authenticator(store), audit, TokenBucket(settings.rate_limit, 2 * settings.rate_limit), enforce)
+
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="rpc"),
-        interceptors=[ErrorsAndMetricsInterceptor()],
+        interceptors=[ErrorsAndMetricsInterceptor(), access],
         options=options,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
@@ -489,7 +689,11 @@ def start(settings: Settings, extractors: Mapping[Modality, Extractor] | None = 
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    address = f"{settings.host}:{settings.port}"
+    if settings.tls_cert:
+        port = server.add_secure_port(address, _server_credentials(settings))
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise RuntimeError(f"cannot listen on {settings.host}:{settings.port}")
     server.start()
@@ -506,7 +710,7 @@ def start(settings: Settings, extractors: Mapping[Modality, Extractor] | None = 
         "serving",
         extra={"host": settings.host, "port": port, "data_dir": str(settings.data_dir), "galleries": galleries.names()},
     )
-    return RunningServer(server, port, galleries, health_servicer, settings, stop_snapshots)
+    return RunningServer(server, port, galleries, health_servicer, settings, stop_snapshots, audit)
 
 
 def serve(settings: Settings) -> None:

@@ -105,4 +105,19 @@ def write_backends(figures: dict, n: int, command: str) -> None:
         results.write_section("store_backends", "Redis store vs SQLite store", body, command)
 
 
-WRITERS = [write_identify, write_kernels, write_backends]
+def write_fuzz(figures: dict, n: int, command: str) -> None:
+    report = figures.get("fuzz")
+    if report is None:
+        return
+    answers = ", ".join(f"{code} {count:,}" for code, count in report.statuses.most_common())
+    body = (
+        f"{report.inputs:,} generated inputs (hypothesis: malformed images and templates, out-of-range numbers, odd strings, "
+        f"unknown enum values, raw bytes as protobuf) across all RPCs in {report.seconds:.1f} s: "
+        f"**{len(report.crashes)} crashes, {len(report.hangs)} hangs**, server healthy afterwards.\n\n"
+        f"Answers: {answers}.  INTERNAL answers are gRPC's own refusal of bytes that are not a protobuf message "
+        "(\"Exception deserializing request\"), before our code runs; any other INTERNAL or UNKNOWN counts as a crash."
+    )
+    results.write_section("fuzz", "Fuzzing the gRPC surface", body, command)
+
+
+WRITERS = [write_identify, write_kernels, write_backends, write_fuzz]

@@ -62,3 +62,15 @@ class StoreUnavailable(ShanakhtError):
 
 class Overloaded(ShanakhtError):
     """A bounded resource (queue, batch slot) is full; retry later."""
+
+
+class Unauthenticated(ShanakhtError):
+    """No valid credential (API key or client certificate) came with the call."""
+
+
+class PermissionDenied(ShanakhtError):
+    """The caller is known but its role or gallery scope does not allow this call."""
+
+
+class RateLimited(Overloaded):
+    """The caller exceeded its request rate; retry later."""

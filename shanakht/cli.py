@@ -17,6 +17,8 @@ import numpy as np
 from google.protobuf import json_format
 
 from shanakht import settings as settings_module
+from matcher.errors import ShanakhtError
+from shanakht.client import connect, resolve_key
 from shanakht.v1 import identity_pb2 as pb
 from shanakht.v1 import identity_pb2_grpc as pb_grpc
 
@@ -24,10 +26,8 @@ MODALITIES = {"face": pb.MODALITY_FACE, "finger": pb.MODALITY_FINGER}
 
 
 def _stub(args: argparse.Namespace) -> pb_grpc.IdentityServiceStub:
-    max_bytes = 64 * 1024 * 1024
-    channel = grpc.insecure_channel(
-        args.server, options=[("grpc.max_receive_message_length", max_bytes), ("grpc.max_send_message_length", max_bytes)]
-    )
+    key = resolve_key(args.api_key, args.api_key_file)
+    channel = connect(args.server, key, args.tls_ca, args.tls_cert, args.tls_key)
     return pb_grpc.IdentityServiceStub(channel)
 
 
@@ -195,12 +195,122 @@ def cmd_gallery_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- local operator commands (open the store directly, on the server's machine) -------------
+def _open_store(args: argparse.Namespace):
+    from server import open_store
+
+    return open_store(settings_module.load(args))
+
+
+def _operator_audit(store, payload: dict) -> None:
+    import getpass
+    import time
+
+    store.append_audit([{"time": time.time(), "principal": f"local:{getpass.getuser()}", "role": "operator", "status": "OK", **payload}])
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from shanakht.auth import create_key
+
+    store = _open_store(args)
+    galleries = [g.strip() for g in (args.galleries or "").split(",") if g.strip()]
+    principal, key = create_key(store, args.role, galleries, args.name, args.cert_subject)
+    _operator_audit(store, {"rpc": "keys.create", "key_id": principal.key_id, "key_role": principal.role,
+                            "galleries": list(principal.galleries), "cert_subject": principal.cert_subject})
+    if args.json:
+        print(json.dumps({"key_id": principal.key_id, "role": principal.role, "galleries": list(principal.galleries), "key": key}))
+    else:
+        print(f"created {principal.role} key {principal.key_id} for galleries {', '.join(principal.galleries)}")
+        print(f"API key (shown once, store it safely): {key}")
+    store.close()
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    import time
+
+    store = _open_store(args)
+    rows = [
+        (p.key_id, p.name, p.role, ",".join(p.galleries), p.cert_subject or "-",
+         time.strftime("%Y-%m-%d %H:%M", time.gmtime(p.created_at)),
+         time.strftime("%Y-%m-%d %H:%M", time.gmtime(p.revoked_at)) if p.revoked_at else "")
+        for p in store.principals()
+    ]
+    if args.json:
+        print(json.dumps([dict(zip(["key_id", "name", "role", "galleries", "cert_subject", "created", "revoked"], r)) for r in rows]))
+    else:
+        _table(["key id", "name", "role", "galleries", "certificate", "created (UTC)", "revoked (UTC)"], rows)
+    store.close()
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    import time
+
+    store = _open_store(args)
+    store.revoke_principal(args.key_id, time.time())
+    _operator_audit(store, {"rpc": "keys.revoke", "key_id": args.key_id})
+    print(f"revoked {args.key_id} (effective within seconds on every server)")
+    store.close()
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from shanakht.audit import verify_log
+
+    store = _open_store(args)
+    checked, problems = verify_log(store)
+    store.close()
+    if problems:
+        print(f"audit log TAMPERED: {len(problems)} problem(s) in {checked} records")
+        for problem in problems:
+            print(f"  - {problem}")
+        return 2
+    print(f"audit log intact: {checked} records, chain verified up to the head")
+    return 0
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from shanakht.audit import export
+
+    since = 0.0
+    if args.since:
+        try:
+            since = float(args.since)
+        except ValueError:
+            parsed = datetime.fromisoformat(args.since)
+            since = (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
+    store = _open_store(args)
+    out = open(args.output, "w") if args.output else sys.stdout
+    count = export(store, since, out)
+    if args.output:
+        out.close()
+        print(f"wrote {count} records to {args.output}", file=sys.stderr)
+    store.close()
+    return 0
+
+
+def _store_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, help="the server's data directory (embedded store)")
+    parser.add_argument("--store", help="sqlite (default) or redis")
+    parser.add_argument("--redis-url", help="Redis URL for --store redis")
+    parser.add_argument("--redis-prefix", help="Redis key prefix")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
 # -- parser ---------------------------------------------------------------------------------
 def _client(sub: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help_text, description=help_text)
     parser.add_argument("--server", default="localhost:50051", help="host:port of the Shanakht server")
     parser.add_argument("--json", action="store_true", help="print the response as JSON")
     parser.add_argument("--timeout", type=float, default=30.0, help="RPC deadline in seconds")
+    parser.add_argument("--api-key", help="API key (default: $SHANAKHT_API_KEY, --api-key-file, ./data/admin.key)")
+    parser.add_argument("--api-key-file", help="file holding the API key (default: $SHANAKHT_API_KEY_FILE)")
+    parser.add_argument("--tls-ca", default="", help="CA certificate to verify a TLS server")
+    parser.add_argument("--tls-cert", default="", help="client certificate for mutual TLS")
+    parser.add_argument("--tls-key", default="", help="private key of --tls-cert")
     return parser
 
 
@@ -275,6 +385,34 @@ def build_parser() -> argparse.ArgumentParser:
     create.set_defaults(func=cmd_gallery_create)
     listing = _client(gallery_sub, "list", "list galleries")
     listing.set_defaults(func=cmd_gallery_list)
+
+    keys = sub.add_parser("keys", help="API keys and certificate principals (run on the server's machine)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create_key = keys_sub.add_parser("create", help="create a key (shown once)")
+    create_key.add_argument("--role", required=True, choices=["checkpoint", "investigator", "intake", "admin"])
+    create_key.add_argument("--galleries", default="", help="comma-separated gallery scope (default: the role's)")
+    create_key.add_argument("--name", default="", help="who holds the key, e.g. 'Hotel Eye Lahore'")
+    create_key.add_argument("--cert-subject", default="", help="bind to a client certificate common name (mTLS) too")
+    _store_arguments(create_key)
+    create_key.set_defaults(func=cmd_keys_create)
+    list_keys = keys_sub.add_parser("list", help="list keys")
+    _store_arguments(list_keys)
+    list_keys.set_defaults(func=cmd_keys_list)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key")
+    revoke.add_argument("key_id")
+    _store_arguments(revoke)
+    revoke.set_defaults(func=cmd_keys_revoke)
+
+    audit = sub.add_parser("audit", help="verify and export the audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify_audit = audit_sub.add_parser("verify", help="check the hash chain; exit 2 and name the record if tampered")
+    _store_arguments(verify_audit)
+    verify_audit.set_defaults(func=cmd_audit_verify)
+    export_audit = audit_sub.add_parser("export", help="write records as JSON lines")
+    export_audit.add_argument("--since", default="", help="ISO time (UTC) or Unix seconds")
+    export_audit.add_argument("--output", default="", help="file (default: standard output)")
+    _store_arguments(export_audit)
+    export_audit.set_defaults(func=cmd_audit_export)
     return parser
 
 
@@ -284,6 +422,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except grpc.RpcError as error:
         print(f"error: {error.code().name}: {error.details()}", file=sys.stderr)
+        return 1
+    except ShanakhtError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 1
 
 

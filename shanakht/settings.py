@@ -48,6 +48,11 @@ class Settings:
     redis_url: str = field(default="redis://localhost:6379/0", metadata={"help": "Redis URL for --store redis (rediss:// for TLS, password in the URL)"})
     redis_prefix: str = field(default="shanakht", metadata={"help": "key prefix in Redis, to keep deployments apart"})
     require_durable: bool = field(default=False, metadata={"help": "refuse to start on a store that can lose acknowledged writes"})
+    auth: str = field(default="required", metadata={"help": "required (API key or client certificate on every call but health) or off"})
+    rate_limit: float = field(default=1000.0, metadata={"help": "calls per second per principal (bursts of twice that); 0: unlimited"})
+    tls_cert: str = field(default="", metadata={"help": "PEM server certificate: serve TLS instead of plaintext"})
+    tls_key: str = field(default="", metadata={"help": "PEM private key of --tls-cert"})
+    client_ca: str = field(default="", metadata={"help": "PEM CA bundle: require client certificates signed by it (mTLS)"})
     model_dir: Path = field(default=Path(".cache/models"), metadata={"help": "verified ONNX model cache"})
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
     log_format: str = field(default="json", metadata={"help": "json or text"})
@@ -59,6 +64,10 @@ class Settings:
     @property
     def snapshot_dir(self) -> Path:
         return self.data_dir / "snapshots"
+
+    @property
+    def admin_key_path(self) -> Path:
+        return self.data_dir / "admin.key"
 
     @property
     def gallery_names(self) -> list[str]:

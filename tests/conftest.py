@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from shanakht.client import connect
 from shanakht.settings import DEFAULT_FACE_DIMENSION, DEFAULT_FACE_MODEL
 from shanakht.v1 import identity_pb2 as pb
 from shanakht.v1 import identity_pb2_grpc as pb_grpc
@@ -53,13 +54,14 @@ class ServerProcess:
     proc: subprocess.Popen | None = None
     port: int = 0
     log_path: Path | None = None
+    key_dir: Path | None = None  # where the bootstrap admin key is (replicas share the first one's)
 
     def start(self, timeout: float = 60.0) -> "ServerProcess":
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "shanakht.cli", "serve", "--data-dir", str(self.data_dir), "--host", "127.0.0.1",
-             "--port", "0", "--snapshot-interval-s", "0", "--log-format", "text", *self.extra_args],
+             "--port", "0", "--snapshot-interval-s", "0", "--log-format", "text", "--rate-limit", "0", *self.extra_args],
             stdout=subprocess.PIPE, stderr=log, cwd=REPO,
         )
         deadline = time.monotonic() + timeout
@@ -76,21 +78,26 @@ class ServerProcess:
             raise RuntimeError("server did not start in time")
         if not self.port:
             raise RuntimeError(f"server failed to start: {self.log_path.read_text()[-3000:]}")
-        with grpc.insecure_channel(self.address) as channel:
-            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
-            if status.status != health_pb2.HealthCheckResponse.SERVING:
-                raise RuntimeError("server not healthy")
+        if "--tls-cert" not in self.extra_args and not self.healthy():
+            raise RuntimeError("server not healthy")
         return self
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def channel(self, **options) -> grpc.Channel:
-        return grpc.insecure_channel(self.address, options=list(options.items()))
+    @property
+    def admin_key(self) -> str | None:
+        path = (self.key_dir or self.data_dir) / "admin.key"
+        return path.read_text().strip() if path.exists() else None
 
-    def stub(self) -> pb_grpc.IdentityServiceStub:
-        return pb_grpc.IdentityServiceStub(self.channel())
+    def channel(self, api_key: str | None = "admin", **options) -> grpc.Channel:
+        """A channel sending ``api_key`` (default: the bootstrap admin key; None: no key)."""
+        key = self.admin_key if api_key == "admin" else api_key
+        return connect(self.address, key, options=list(options.items()))
+
+    def stub(self, api_key: str | None = "admin") -> pb_grpc.IdentityServiceStub:
+        return pb_grpc.IdentityServiceStub(self.channel(api_key))
 
     def stop(self) -> int:
         """Graceful stop (SIGTERM: drain, snapshot)."""
@@ -118,8 +125,8 @@ class ServerProcess:
 def server_factory(tmp_path):
     started: list[ServerProcess] = []
 
-    def make(name: str = "data", extra_args: list[str] | None = None) -> ServerProcess:
-        server = ServerProcess(tmp_path / name, extra_args or [])
+    def make(name: str = "data", extra_args: list[str] | None = None, key_dir: Path | None = None) -> ServerProcess:
+        server = ServerProcess(tmp_path / name, extra_args or [], key_dir=key_dir)
         started.append(server)
         return server.start()
 

@@ -19,7 +19,7 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def test_enroll_identify_verify_stats_delete(shared_server, tmp_path):
-    server = ["--server", shared_server.address]
+    server = ["--server", shared_server.address, "--api-key-file", str(shared_server.data_dir / "admin.key")]
     person, other = unit_vectors(2, seed=314)
     np.save(tmp_path / "person.npy", person)
     np.save(tmp_path / "probe.npy", noisy(person[None], seed=315)[0])
@@ -45,7 +45,7 @@ def test_enroll_identify_verify_stats_delete(shared_server, tmp_path):
 
 
 def test_gallery_create_and_list(shared_server):
-    server = ["--server", shared_server.address]
+    server = ["--server", shared_server.address, "--api-key-file", str(shared_server.data_dir / "admin.key")]
     assert "created gallery cli_gallery" in cli("gallery", "create", *server, "--name", "cli_gallery", "--threshold-fmr", "1e-5").stdout
     listed = json.loads(cli("gallery", "list", *server, "--json").stdout)
     gallery = next(g for g in listed["galleries"] if g["name"] == "cli_gallery")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from matcher.errors import ShanakhtError
+from matcher.store.audit import AuditRecord
 from matcher.templates import Modality, Template
 
 
@@ -110,6 +111,21 @@ class Change:
     template_ids: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class Principal:
+    """Who may call the service: an API key (stored only as a salted hash) or a client certificate."""
+
+    key_id: str
+    name: str
+    role: str
+    galleries: tuple[str, ...]  # ("*",) = every gallery
+    created_at: float
+    key_salt: bytes = b""
+    key_hash: bytes = b""
+    cert_subject: str = ""  # the client certificate's common name, for mTLS principals
+    revoked_at: float = 0.0
+
+
 class Store(abc.ABC):
     """Durable storage of galleries, subjects, templates and the change log.
 
@@ -184,6 +200,39 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def last_sequence(self) -> int:
         """The newest change-log sequence number (0 for an empty store)."""
+
+    # -- principals and audit (access control lives above; the store only keeps them) ------
+    @abc.abstractmethod
+    def put_principal(self, principal: Principal) -> None:
+        """Add a principal. Raises ``AlreadyExists`` for a taken key id or certificate subject."""
+
+    @abc.abstractmethod
+    def principals(self) -> list[Principal]:
+        """Every principal, revoked ones included."""
+
+    @abc.abstractmethod
+    def get_principal(self, key_id: str) -> Principal | None:
+        """One principal by key id."""
+
+    @abc.abstractmethod
+    def principal_for_cert(self, subject: str) -> Principal | None:
+        """The (unrevoked) principal bound to a client-certificate subject."""
+
+    @abc.abstractmethod
+    def revoke_principal(self, key_id: str, at: float) -> None:
+        """Mark a principal revoked. Raises ``NotFound``."""
+
+    @abc.abstractmethod
+    def append_audit(self, payloads: Sequence[dict]) -> list[AuditRecord]:
+        """Chain and durably append audit payloads, in order, in one write."""
+
+    @abc.abstractmethod
+    def audit_records(self, after: int = 0, limit: int = 10_000) -> list[AuditRecord]:
+        """Audit records with a sequence above ``after``, exactly as stored."""
+
+    @abc.abstractmethod
+    def audit_head(self) -> tuple[int, str]:
+        """The chain head: last sequence and hash, kept apart from the records."""
 
     @abc.abstractmethod
     def close(self) -> None:

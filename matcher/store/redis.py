@@ -14,6 +14,7 @@ together or not at all.  What an acknowledgement guarantees depends on Redis's o
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import time
@@ -22,15 +23,17 @@ from typing import TypeVar
 
 import numpy as np
 import redis
-from redis.exceptions import BusyLoadingError, ConnectionError, ResponseError, TimeoutError
+from redis.exceptions import BusyLoadingError, ConnectionError, ResponseError, TimeoutError, WatchError
 
 from matcher.errors import AlreadyExists, NotFound, ShanakhtError, StoreUnavailable
+from matcher.store.audit import GENESIS, AuditRecord, chain
 from matcher.store.base import (
     Change,
     EnrollmentResult,
     GalleryRecord,
     ModalitySpec,
     NewEnrollment,
+    Principal,
     Store,
     StoredTemplate,
     SubjectRecord,
@@ -100,6 +103,15 @@ redis.call('XADD', p .. ':changes', seq .. '-1', 'gallery', gallery, 'subject_id
 return {'OK', seq, removed}
 """
 
+_PUT_PRINCIPAL = """
+local p = ARGV[1]
+if redis.call('HEXISTS', p .. ':principals', ARGV[2]) == 1 then return 'EXISTS' end
+if ARGV[3] ~= '' and redis.call('HEXISTS', p .. ':principal_cert', ARGV[3]) == 1 then return 'EXISTS' end
+redis.call('HSET', p .. ':principals', ARGV[2], ARGV[4])
+if ARGV[3] ~= '' then redis.call('HSET', p .. ':principal_cert', ARGV[3], ARGV[2]) end
+return 'OK'
+"""
+
 _TEMPLATE_FIELDS = ("subject_id", "modality", "model_id", "finger_position", "vector")
 
 
@@ -148,6 +160,7 @@ class RedisStore(Store):
         self._create_gallery = self._redis.register_script(_CREATE_GALLERY)
         self._enroll = self._redis.register_script(_ENROLL)
         self._delete = self._redis.register_script(_DELETE)
+        self._put_principal = self._redis.register_script(_PUT_PRINCIPAL)
 
     def key(self, *parts: object) -> str:
         return ":".join([self.prefix, *map(str, parts)])
@@ -313,6 +326,87 @@ class RedisStore(Store):
     @_outage_safe
     def last_sequence(self) -> int:
         return int(self._redis.get(self.key("sequence")) or 0)
+
+    # -- principals and audit --------------------------------------------------------------
+    @staticmethod
+    def _principal_json(p: Principal) -> str:
+        return json.dumps({**dataclasses.asdict(p), "key_salt": p.key_salt.hex(), "key_hash": p.key_hash.hex()})
+
+    @staticmethod
+    def _principal_from(raw: bytes) -> Principal:
+        data = json.loads(raw)
+        data.update(galleries=tuple(data["galleries"]), key_salt=bytes.fromhex(data["key_salt"]), key_hash=bytes.fromhex(data["key_hash"]))
+        return Principal(**data)
+
+    @_outage_safe
+    def put_principal(self, principal: Principal) -> None:
+        reply = self._put_principal(args=[self.prefix, principal.key_id, principal.cert_subject, self._principal_json(principal)])
+        if reply != b"OK":
+            raise AlreadyExists(f"principal {principal.key_id!r} or certificate subject {principal.cert_subject!r} exists")
+
+    @_outage_safe
+    def principals(self) -> list[Principal]:
+        found = [self._principal_from(raw) for raw in self._redis.hgetall(self.key("principals")).values()]
+        return sorted(found, key=lambda p: p.created_at)
+
+    @_outage_safe
+    def get_principal(self, key_id: str) -> Principal | None:
+        raw = self._redis.hget(self.key("principals"), key_id)
+        return self._principal_from(raw) if raw else None
+
+    @_outage_safe
+    def principal_for_cert(self, subject: str) -> Principal | None:
+        key_id = self._redis.hget(self.key("principal_cert"), subject)
+        principal = self.get_principal(key_id.decode()) if key_id else None
+        return principal if principal and not principal.revoked_at else None
+
+    @_outage_safe
+    def revoke_principal(self, key_id: str, at: float) -> None:
+        principal = self.get_principal(key_id)
+        if principal is None or principal.revoked_at:
+            raise NotFound(f"no active key {key_id!r}")
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(self.key("principals"), key_id, self._principal_json(dataclasses.replace(principal, revoked_at=at)))
+        if principal.cert_subject:
+            pipe.hdel(self.key("principal_cert"), principal.cert_subject)
+        pipe.execute()
+
+    @_outage_safe
+    def append_audit(self, payloads: Sequence[dict]) -> list[AuditRecord]:
+        """Optimistic concurrency on the head: replicas append to one chain without a lock server."""
+        head_key, log_key = self.key("audit_head"), self.key("audit")
+        while True:
+            with self._redis.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(head_key)
+                    raw = pipe.get(head_key)
+                    sequence, digest = (int(raw.split(b" ")[0]), raw.split(b" ")[1].decode()) if raw else (0, GENESIS)
+                    records = chain(payloads, sequence, digest)
+                    pipe.multi()
+                    for r in records:
+                        pipe.xadd(log_key, {"prev_hash": r.prev_hash, "payload": r.payload, "hash": r.hash}, id=f"{r.sequence}-1")
+                    if records:
+                        pipe.set(head_key, f"{records[-1].sequence} {records[-1].hash}")
+                    pipe.execute()
+                    return records
+                except WatchError:
+                    continue
+
+    @_outage_safe
+    def audit_records(self, after: int = 0, limit: int = 10_000) -> list[AuditRecord]:
+        entries = self._redis.xrange(self.key("audit"), min=f"{after + 1}-0", max="+", count=limit)
+        return [
+            AuditRecord(int(entry_id.split(b"-")[0]), f[b"prev_hash"].decode(), f[b"payload"].decode(), f[b"hash"].decode())
+            for entry_id, f in entries
+        ]
+
+    @_outage_safe
+    def audit_head(self) -> tuple[int, str]:
+        raw = self._redis.get(self.key("audit_head"))
+        if not raw:
+            return 0, GENESIS
+        sequence, digest = raw.split(b" ")
+        return int(sequence), digest.decode()
 
     def close(self) -> None:
         self._redis.close()

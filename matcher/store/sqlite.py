@@ -17,12 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from matcher.errors import AlreadyExists, NotFound, ShanakhtError
+from matcher.store.audit import GENESIS, AuditRecord, chain
 from matcher.store.base import (
     Change,
     EnrollmentResult,
     GalleryRecord,
     ModalitySpec,
     NewEnrollment,
+    Principal,
     Store,
     StoredTemplate,
     SubjectRecord,
@@ -58,6 +60,28 @@ CREATE TABLE IF NOT EXISTS templates (
 );
 CREATE INDEX IF NOT EXISTS templates_by_subject ON templates (gallery, subject_id);
 CREATE INDEX IF NOT EXISTS templates_by_gallery ON templates (gallery, modality, template_id);
+CREATE TABLE IF NOT EXISTS principals (
+    key_id       TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    role         TEXT NOT NULL,
+    galleries    TEXT NOT NULL,
+    created_at   REAL NOT NULL,
+    key_salt     BLOB NOT NULL,
+    key_hash     BLOB NOT NULL,
+    cert_subject TEXT NOT NULL,
+    revoked_at   REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS audit (
+    sequence  INTEGER PRIMARY KEY,
+    prev_hash TEXT NOT NULL,
+    payload   TEXT NOT NULL,
+    hash      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_head (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    sequence INTEGER NOT NULL,
+    hash     TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS changes (
     sequence     INTEGER PRIMARY KEY AUTOINCREMENT,
     gallery      TEXT NOT NULL,
@@ -298,6 +322,89 @@ class SQLiteStore(Store):
         with self._lock:
             row = self._db.execute("SELECT MAX(sequence) FROM changes").fetchone()
         return int(row[0] or 0)
+
+    # -- principals and audit --------------------------------------------------------------
+    _PRINCIPAL_COLUMNS = "key_id, name, role, galleries, created_at, key_salt, key_hash, cert_subject, revoked_at"
+
+    @staticmethod
+    def _principal(row: tuple) -> Principal:
+        key_id, name, role, galleries, created, salt, digest, subject, revoked = row
+        return Principal(key_id, name, role, tuple(json.loads(galleries)), created, bytes(salt), bytes(digest), subject, revoked)
+
+    def put_principal(self, principal: Principal) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                taken = self._db.execute(
+                    "SELECT 1 FROM principals WHERE key_id = ? OR (cert_subject != '' AND cert_subject = ? AND revoked_at = 0)",
+                    (principal.key_id, principal.cert_subject),
+                ).fetchone()
+                if taken:
+                    raise AlreadyExists(f"principal {principal.key_id!r} or certificate subject {principal.cert_subject!r} exists")
+                self._db.execute(
+                    f"INSERT INTO principals ({self._PRINCIPAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (principal.key_id, principal.name, principal.role, json.dumps(list(principal.galleries)), principal.created_at,
+                     principal.key_salt, principal.key_hash, principal.cert_subject, principal.revoked_at),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def principals(self) -> list[Principal]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {self._PRINCIPAL_COLUMNS} FROM principals ORDER BY created_at").fetchall()
+        return [self._principal(row) for row in rows]
+
+    def get_principal(self, key_id: str) -> Principal | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {self._PRINCIPAL_COLUMNS} FROM principals WHERE key_id = ?", (key_id,)).fetchone()
+        return self._principal(row) if row else None
+
+    def principal_for_cert(self, subject: str) -> Principal | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {self._PRINCIPAL_COLUMNS} FROM principals WHERE cert_subject = ? AND revoked_at = 0", (subject,)
+            ).fetchone()
+        return self._principal(row) if row else None
+
+    def revoke_principal(self, key_id: str, at: float) -> None:
+        with self._lock:
+            cursor = self._db.execute("UPDATE principals SET revoked_at = ? WHERE key_id = ? AND revoked_at = 0", (at, key_id))
+        if cursor.rowcount == 0:
+            raise NotFound(f"no active key {key_id!r}")
+
+    def append_audit(self, payloads: Sequence[dict]) -> list[AuditRecord]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                head = self._db.execute("SELECT sequence, hash FROM audit_head WHERE id = 1").fetchone() or (0, GENESIS)
+                records = chain(payloads, head[0], head[1])
+                self._db.executemany(
+                    "INSERT INTO audit (sequence, prev_hash, payload, hash) VALUES (?, ?, ?, ?)",
+                    [(r.sequence, r.prev_hash, r.payload, r.hash) for r in records],
+                )
+                if records:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO audit_head (id, sequence, hash) VALUES (1, ?, ?)", (records[-1].sequence, records[-1].hash)
+                    )
+                self._db.execute("COMMIT")
+                return records
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def audit_records(self, after: int = 0, limit: int = 10_000) -> list[AuditRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT sequence, prev_hash, payload, hash FROM audit WHERE sequence > ? ORDER BY sequence LIMIT ?", (after, limit)
+            ).fetchall()
+        return [AuditRecord(*row) for row in rows]
+
+    def audit_head(self) -> tuple[int, str]:
+        with self._lock:
+            row = self._db.execute("SELECT sequence, hash FROM audit_head WHERE id = 1").fetchone()
+        return (int(row[0]), row[1]) if row else (0, GENESIS)
 
     def close(self) -> None:
         with self._lock:

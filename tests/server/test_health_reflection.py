@@ -7,7 +7,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 
 def test_reflection_lists_the_services(shared_server):
-    with shared_server.channel() as channel:
+    with shared_server.channel(api_key=None) as channel:  # open without a key
         database = ProtoReflectionDescriptorDatabase(channel)
         services = set(database.get_services())
         assert {"shanakht.v1.IdentityService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= services
@@ -17,7 +17,7 @@ def test_reflection_lists_the_services(shared_server):
 
 
 def test_health_reports_serving_for_the_service(shared_server):
-    with shared_server.channel() as channel:
+    with shared_server.channel(api_key=None) as channel:  # open without a key
         stub = health_pb2_grpc.HealthStub(channel)
         for service in ("", "shanakht.v1.IdentityService"):
             assert stub.Check(health_pb2.HealthCheckRequest(service=service)).status == health_pb2.HealthCheckResponse.SERVING

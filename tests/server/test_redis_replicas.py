@@ -106,7 +106,8 @@ def test_redis_restart_mid_stream_loses_nothing_and_service_resumes(server_facto
 
 
 def test_two_replicas_four_clients_agree_with_the_store(server_factory, redis_server):
-    replicas = [server_factory(f"replica{i}", redis_args(redis_server)) for i in range(2)]
+    first = server_factory("replica0", redis_args(redis_server))
+    replicas = [first, server_factory("replica1", redis_args(redis_server), key_dir=first.data_dir)]
     stubs = [r.stub() for r in replicas]
     vectors = unit_vectors(4 * 200, seed=521)
     stop = time.monotonic() + 60
@@ -184,7 +185,7 @@ def test_replica_started_after_100k_enrollments_is_ready_within_30_s(server_fact
     first.kill()
 
     started = time.monotonic()
-    late = server_factory("late", redis_args(redis_server))  # no snapshot: rebuilds from Redis
+    late = server_factory("late", redis_args(redis_server), key_dir=first.data_dir)  # no snapshot: rebuilds from Redis
     ready = time.monotonic() - started
     stub = late.stub()
     assert stub.GalleryStats(pb.GalleryStatsRequest(galleries=["watchlist"])).galleries[0].indexes[0].templates == 100_000
