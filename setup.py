@@ -40,7 +40,7 @@ generate_protos()
 setup(
     packages=find_packages(include=["shanakht", "shanakht.*", "matcher", "matcher.*", "enrollment", "enrollment.*", "native"]),
     py_modules=["server"],
-    package_data={"enrollment": ["*.toml"], "native": ["*.pyx"]},
+    package_data={"enrollment": ["*.toml", "calibration/*.toml"], "native": ["*.pyx"]},
     ext_modules=cythonize(
         [Extension("native.topk", ["native/topk.pyx"], extra_compile_args=["-O3"])],
         compiler_directives={"language_level": "3"},

@@ -37,9 +37,9 @@ def machine() -> str:
     return f"{cpu}, {cores} cores{memory}, {platform.system()} {platform.release()}"
 
 
-def versions() -> str:
+def versions(extra_packages: tuple[str, ...] = ()) -> str:
     found = [f"python {sys.version.split()[0]}"]
-    for name in PACKAGES:
+    for name in (*PACKAGES, *extra_packages):
         try:
             found.append(f"{name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:
@@ -50,12 +50,12 @@ def versions() -> str:
     return ", ".join(found)
 
 
-def write_section(name: str, title: str, body: str, command: str) -> None:
+def write_section(name: str, title: str, body: str, command: str, extra_packages: tuple[str, ...] = ()) -> None:
     """Replace (or append) the section ``name`` of RESULTS.md."""
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     section = (
         f"<!-- {name}:begin -->\n## {title}\n\n"
-        f"Measured {stamp} on {machine()}; {versions()}.\n"
+        f"Measured {stamp} on {machine()}; {versions(extra_packages)}.\n"
         f"Reproduce: `{command}`\n\n{body.strip()}\n<!-- {name}:end -->"
     )
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nEvery figure below was measured by the command under its heading.\n"

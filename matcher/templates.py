@@ -26,7 +26,7 @@ class Modality(enum.Enum):
         return self.name.lower()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity equality: comparing ndarrays elementwise is never what a caller means
 class Template:
     """One enrolled or probe template: an L2-normalised float32 vector and where it came from."""
 

@@ -53,7 +53,8 @@ class Settings:
     tls_cert: str = field(default="", metadata={"help": "PEM server certificate: serve TLS instead of plaintext"})
     tls_key: str = field(default="", metadata={"help": "PEM private key of --tls-cert"})
     client_ca: str = field(default="", metadata={"help": "PEM CA bundle: require client certificates signed by it (mTLS)"})
-    model_dir: Path = field(default=Path(".cache/models"), metadata={"help": "verified ONNX model cache"})
+    model_dir: Path = field(default=Path(".cache/models"), metadata={"help": "verified ONNX model cache (env SHANAKHT_MODEL_DIR)"})
+    model_threads: int = field(default=1, metadata={"help": "ONNX Runtime threads per model call (requests run in parallel anyway)"})
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
     log_format: str = field(default="json", metadata={"help": "json or text"})
 

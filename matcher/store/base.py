@@ -35,6 +35,7 @@ class GalleryRecord:
     threshold_fmr: float
     modalities: tuple[ModalitySpec, ...]
     description: str = ""
+    quality_policy: str = "warn"  # what enrolment does with a sample that fails quality checks: warn or reject
 
     def spec(self, modality: Modality) -> ModalitySpec | None:
         return next((m for m in self.modalities if m.modality is modality), None)

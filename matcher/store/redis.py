@@ -127,6 +127,7 @@ def _gallery_json(record: GalleryRecord) -> str:
         {
             "threshold_fmr": record.threshold_fmr,
             "description": record.description,
+            "quality_policy": record.quality_policy,
             "modalities": [[s.modality.value, s.model_id, s.dimension] for s in record.modalities],
         }
     )
@@ -237,7 +238,7 @@ class RedisStore(Store):
         for name, raw in sorted(self._redis.hgetall(self.key("galleries")).items()):
             data = json.loads(raw)
             specs = tuple(ModalitySpec(Modality(m), model, int(dim)) for m, model, dim in data["modalities"])
-            records.append(GalleryRecord(name.decode(), data["threshold_fmr"], specs, data["description"]))
+            records.append(GalleryRecord(name.decode(), data["threshold_fmr"], specs, data["description"], data.get("quality_policy", "warn")))
         return records
 
     @_outage_safe

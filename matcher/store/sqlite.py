@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS galleries (
     threshold_fmr REAL NOT NULL,
     modalities    TEXT NOT NULL,
     description   TEXT NOT NULL DEFAULT '',
-    created_at    REAL NOT NULL
+    created_at    REAL NOT NULL,
+    quality_policy TEXT NOT NULL DEFAULT 'warn'
 );
 CREATE TABLE IF NOT EXISTS subjects (
     gallery     TEXT NOT NULL REFERENCES galleries(name),
@@ -114,6 +115,9 @@ class SQLiteStore(Store):
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(galleries)")}
+        if "quality_policy" not in columns:  # stores created before per-gallery quality policies
+            self._db.execute("ALTER TABLE galleries ADD COLUMN quality_policy TEXT NOT NULL DEFAULT 'warn'")
 
     def durability(self) -> str:
         return f"SQLite at {self.path} (WAL, synchronous=FULL) fsyncs every commit before acknowledging"
@@ -134,8 +138,10 @@ class SQLiteStore(Store):
                 if exists:
                     raise AlreadyExists(f"gallery {gallery.name!r} already exists")
                 self._db.execute(
-                    "INSERT INTO galleries (name, threshold_fmr, modalities, description, created_at) VALUES (?, ?, ?, ?, ?)",
-                    (gallery.name, gallery.threshold_fmr, _specs_to_json(gallery.modalities), gallery.description, time.time()),
+                    "INSERT INTO galleries (name, threshold_fmr, modalities, description, created_at, quality_policy)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (gallery.name, gallery.threshold_fmr, _specs_to_json(gallery.modalities), gallery.description, time.time(),
+                     gallery.quality_policy),
                 )
                 sequence = self._append_change(gallery.name, "", "gallery", [])
                 self._db.execute("COMMIT")
@@ -233,9 +239,9 @@ class SQLiteStore(Store):
     def galleries(self) -> list[GalleryRecord]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT name, threshold_fmr, modalities, description FROM galleries ORDER BY name"
+                "SELECT name, threshold_fmr, modalities, description, quality_policy FROM galleries ORDER BY name"
             ).fetchall()
-        return [GalleryRecord(name, fmr, _specs_from_json(specs), description) for name, fmr, specs, description in rows]
+        return [GalleryRecord(name, fmr, _specs_from_json(specs), description, policy) for name, fmr, specs, description, policy in rows]
 
     def get_subject(self, gallery: str, subject_id: str) -> SubjectRecord:
         with self._lock:
