@@ -11,7 +11,7 @@ PORT   ?= 50051
 .PHONY: install models redis run test bench clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard proto/shanakht/v1/*.proto) $(wildcard native/*.pyx)
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
