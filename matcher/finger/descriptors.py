@@ -1,0 +1,149 @@
+"""Minutia Cylinder-Code (Cappelli, Ferrara & Maltoni, IEEE TPAMI 2010), bit version.
+
+Each minutia gets a cylinder of 16×16 spatial cells × 6 direction cells (1,536 bits) centred on
+it and rotated with it, so the descriptor is invariant to translation and rotation of the
+print.  A bit is set when the neighbours near that cell, with that relative direction, add up
+to more than μψ; a cell is *valid* when it lies within radius R and inside the convex hull of
+the print's minutiae grown by Ω — cells outside it carry no evidence either way, and the
+similarity compares only cells valid in both cylinders.
+
+Parameters are the paper's (R = 70, NS = 16, ND = 6, σS = 28/3, σD = 2π/9, μψ = 0.01, Ω = 50,
+minVC = 0.75, minM = 2), for 500-dpi coordinates.  Coordinates are turned y-up internally
+because angles are counter-clockwise on screen (the template's convention).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from enrollment.finger.template import FingerTemplate
+
+RADIUS = 70.0
+NS = 16
+ND = 6
+SIGMA_S = 28.0 / 3.0
+SIGMA_D = 2.0 * math.pi / 9.0
+MU_PSI = 0.01
+OMEGA = 50.0
+MIN_VALID_CELLS = 0.75
+MIN_NEIGHBOURS = 2
+CELLS = NS * NS
+BITS = CELLS * ND
+WORDS = BITS // 64  # uint64 words per cylinder
+DELTA_S = 2.0 * RADIUS / NS
+DELTA_D = 2.0 * math.pi / ND
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedTemplate:
+    """A template ready for matching: minutiae (y-up floats) and their cylinders, packed in uint64.
+
+    Only minutiae with a valid cylinder are kept (others carry too little neighbourhood to
+    compare); ``source`` indexes them in the original template.
+    """
+
+    x: np.ndarray  # float64 [n]
+    y: np.ndarray  # float64 [n], y-up (= −row)
+    theta: np.ndarray  # float64 [n], radians
+    bits: np.ndarray  # uint64 [n, WORDS]
+    valid: np.ndarray  # uint64 [n, WORDS]
+    bit_counts: np.ndarray  # int32 [n], popcount(bits)
+    source: np.ndarray  # int32 [n]
+    total: int  # minutiae in the original template
+
+    @property
+    def size(self) -> int:
+        return int(self.x.shape[0])
+
+    def index_codes(self) -> np.ndarray:
+        """``uint8 [n, BITS/8]``: the cylinders as FAISS binary codes (invalid cells read as 0)."""
+        return np.ascontiguousarray(self.bits).view(np.uint8).reshape(self.size, BITS // 8)
+
+
+def _cell_offsets() -> np.ndarray:
+    idx = np.arange(NS, dtype=np.float64) - (NS - 1) / 2.0
+    ii, jj = np.meshgrid(idx, idx, indexing="xy")
+    return np.stack([ii.ravel(), jj.ravel()], axis=1) * DELTA_S  # [CELLS, 2]
+
+
+_OFFSETS = _cell_offsets()
+_DIR_CENTRES = -math.pi + (np.arange(ND) + 0.5) * DELTA_D
+
+
+def _angle_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a − b wrapped to [−π, π)."""
+    return np.mod(a - b + math.pi, 2 * math.pi) - math.pi
+
+
+def _hull_distance(x: np.ndarray, y_down: np.ndarray, width: int, height: int):
+    """A function (px, py_down) → distance outside the minutiae's convex hull (0 inside)."""
+    pad = int(OMEGA + RADIUS + 2)
+    canvas = np.zeros((height + 2 * pad, width + 2 * pad), np.uint8)
+    pts = np.stack([x + pad, y_down + pad], axis=1).astype(np.int32)
+    if len(pts) >= 3:
+        cv2.fillConvexPoly(canvas, cv2.convexHull(pts), 1)
+    else:
+        canvas[pts[:, 1], pts[:, 0]] = 1
+    dist = cv2.distanceTransform((1 - canvas).astype(np.uint8), cv2.DIST_L2, 3)
+
+    def lookup(px: np.ndarray, py: np.ndarray) -> np.ndarray:
+        cx = np.clip(np.rint(px).astype(np.intp) + pad, 0, canvas.shape[1] - 1)
+        cy = np.clip(np.rint(py).astype(np.intp) + pad, 0, canvas.shape[0] - 1)
+        return dist[cy, cx]
+
+    return lookup
+
+
+def _erf(v: np.ndarray) -> np.ndarray:
+    return np.vectorize(math.erf, otypes=[np.float64])(v)
+
+
+def prepare(template: FingerTemplate) -> PreparedTemplate:
+    """Cylinders of every minutia with enough valid neighbourhood; see the module docstring."""
+    n = template.size
+    x = template.x.astype(np.float64)
+    y_down = template.y.astype(np.float64)
+    y = -y_down
+    theta = template.theta
+    if n == 0:
+        empty = np.zeros((0, WORDS), np.uint64)
+        return PreparedTemplate(x, y, theta, empty, empty.copy(), np.zeros(0, np.int32), np.zeros(0, np.int32), 0)
+    cos, sin = np.cos(theta), np.sin(theta)
+    # Cell centres, rotated with each minutia (y-up frame): [n, CELLS]
+    cx = x[:, None] + cos[:, None] * _OFFSETS[None, :, 0] - sin[:, None] * _OFFSETS[None, :, 1]
+    cy = y[:, None] + sin[:, None] * _OFFSETS[None, :, 0] + cos[:, None] * _OFFSETS[None, :, 1]
+    in_radius = np.hypot(_OFFSETS[:, 0], _OFFSETS[:, 1]) <= RADIUS  # [CELLS]
+    hull = _hull_distance(x, y_down, template.width, template.height)
+    valid_cells = in_radius[None, :] & (hull(cx, -cy) <= OMEGA)  # [n, CELLS]
+
+    # Spatial contribution of neighbour t to cell c of minutia m: Gaussian of the distance.
+    dx = cx[:, :, None] - x[None, None, :]
+    dy = cy[:, :, None] - y[None, None, :]
+    dist2 = dx * dx + dy * dy  # [n, CELLS, n]
+    spatial = np.exp(-dist2 / (2 * SIGMA_S**2)) / (SIGMA_S * math.sqrt(2 * math.pi))
+    spatial[dist2 > (3 * SIGMA_S) ** 2] = 0.0
+    spatial[np.arange(n), :, np.arange(n)] = 0.0  # a minutia does not describe itself
+    # Directional contribution: area of the Gaussian of the relative direction over each cell.
+    rel = _angle_diff(theta[:, None], theta[None, :])  # [m, t]
+    d = _angle_diff(_DIR_CENTRES[None, None, :], rel[:, :, None])  # [m, t, ND]
+    half = DELTA_D / 2.0
+    directional = 0.5 * (_erf((d + half) / (SIGMA_D * math.sqrt(2))) - _erf((d - half) / (SIGMA_D * math.sqrt(2))))
+    value = np.einsum("mct,mtk->mck", spatial, directional)  # [n, CELLS, ND]
+    on = (value >= MU_PSI) & valid_cells[:, :, None]
+
+    neighbour = np.hypot(x[:, None] - x[None, :], y[:, None] - y[None, :]) <= RADIUS + 3 * SIGMA_S
+    neighbours = neighbour.sum(axis=1) - 1
+    keep = (valid_cells.sum(axis=1) >= MIN_VALID_CELLS * in_radius.sum()) & (neighbours >= MIN_NEIGHBOURS)
+
+    bits = np.packbits(on[keep].reshape(-1, BITS), axis=1, bitorder="little").view(np.uint64)
+    valid = np.packbits(np.repeat(valid_cells[keep], ND, axis=1), axis=1, bitorder="little").view(np.uint64)
+    counts = np.unpackbits(bits.view(np.uint8), axis=1).sum(axis=1).astype(np.int32)
+    source = np.flatnonzero(keep).astype(np.int32)
+    return PreparedTemplate(
+        np.ascontiguousarray(x[keep]), np.ascontiguousarray(y[keep]), np.ascontiguousarray(theta[keep]),
+        np.ascontiguousarray(bits), np.ascontiguousarray(valid), counts, source, n,
+    )

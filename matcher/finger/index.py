@@ -1,0 +1,269 @@
+"""``FingerIndex``: fingerprint 1:N in two stages.
+
+1. **Candidate retrieval** — every enrolled minutia's MCC cylinder (1,536 bits) sits in a FAISS
+   binary index.  Each probe cylinder asks for its ``neighbours`` nearest cylinders (Hamming) and
+   votes once for every subject among them; the ``shortlist`` subjects with most votes go on.
+   Cylinders are rotation/translation invariant, so no alignment is needed at this stage.
+2. **Re-ranking** — the shortlist's templates are matched in full by the Cython minutiae matcher
+   (local pairing + global consolidation); a subject's score is its best template's.
+
+Exact (``IndexBinaryFlat``) up to ``ivf_threshold`` cylinders, then ``IndexBinaryIVF`` trained on
+the enrolled cylinders (rebuilt at each doubling of the size).  FAISS ids are
+``template_id << 8 | minutia`` (at most 255 minutiae per template), so a hit maps to its template
+with a shift.  Thread-safe like ``matcher.index.VectorIndex``: searches share a read lock.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from enrollment.finger.template import FingerTemplate
+from matcher.errors import InvalidArgument
+from matcher.finger.descriptors import BITS, WORDS, PreparedTemplate, prepare
+from matcher.finger.matching import match
+from matcher.index import ReadWriteLock
+
+SNAPSHOT_FORMAT = 1
+MINUTIA_BITS = 8
+MAX_TEMPLATE_ID = (1 << (63 - MINUTIA_BITS)) - 1
+
+
+class FingerIndex:
+    """Subjects' finger templates, searchable 1:N; ``size`` counts templates."""
+
+    def __init__(
+        self,
+        neighbours: int = 16,
+        shortlist: int = 40,
+        ivf_threshold: int = 200_000,
+        nprobe: int = 16,
+    ) -> None:
+        self.neighbours = neighbours
+        self.shortlist = shortlist
+        self.ivf_threshold = ivf_threshold
+        self.nprobe = nprobe
+        self.applied_sequence = 0
+        self._lock = ReadWriteLock()
+        self._templates: dict[int, PreparedTemplate] = {}
+        self._subject_of_template: dict[int, str] = {}
+        self._templates_of_subject: dict[str, list[int]] = {}
+        self._faiss = self._new_flat()
+        self._trained_at = 0
+        self.last_penetration = 0.0
+
+    # -- mutation -------------------------------------------------------------------------
+    @staticmethod
+    def _new_flat() -> faiss.IndexBinary:
+        return faiss.IndexBinaryIDMap2(faiss.IndexBinaryFlat(BITS))
+
+    def set_subject(
+        self,
+        subject_id: str,
+        templates: Iterable[tuple[int, FingerTemplate | PreparedTemplate]],
+        sequence: int = 0,
+    ) -> None:
+        """Make ``subject_id``'s finger templates exactly these (idempotent on replay)."""
+        prepared = []
+        for template_id, template in templates:
+            if not 0 <= int(template_id) <= MAX_TEMPLATE_ID:
+                raise InvalidArgument("template_id", f"{template_id} is out of range 0–{MAX_TEMPLATE_ID}")
+            prepared.append((int(template_id), template if isinstance(template, PreparedTemplate) else prepare(template)))
+        with self._lock.writing():
+            self._remove_locked(subject_id)
+            for template_id, p in prepared:
+                if template_id in self._subject_of_template:
+                    self._remove_template_locked(template_id)
+                self._templates[template_id] = p
+                self._subject_of_template[template_id] = subject_id
+                self._templates_of_subject.setdefault(subject_id, []).append(template_id)
+                self._add_codes_locked(template_id, p)
+            self.applied_sequence = max(self.applied_sequence, sequence)
+            self._maybe_retrain_locked()
+
+    def remove_subject(self, subject_id: str, sequence: int = 0) -> int:
+        """Drop a subject; returns how many templates went."""
+        with self._lock.writing():
+            removed = self._remove_locked(subject_id)
+            self.applied_sequence = max(self.applied_sequence, sequence)
+            return removed
+
+    def _add_codes_locked(self, template_id: int, p: PreparedTemplate) -> None:
+        if p.size:
+            ids = (np.int64(template_id) << MINUTIA_BITS) | np.arange(p.size, dtype=np.int64)
+            self._faiss.add_with_ids(p.index_codes(), ids)
+
+    def _remove_template_locked(self, template_id: int) -> None:
+        p = self._templates.pop(template_id)
+        subject = self._subject_of_template.pop(template_id)
+        self._templates_of_subject[subject].remove(template_id)
+        if not self._templates_of_subject[subject]:
+            del self._templates_of_subject[subject]
+        if p.size:
+            ids = (np.int64(template_id) << MINUTIA_BITS) | np.arange(p.size, dtype=np.int64)
+            self._faiss.remove_ids(ids)
+
+    def _remove_locked(self, subject_id: str) -> int:
+        ids = list(self._templates_of_subject.get(subject_id, ()))
+        for template_id in ids:
+            self._remove_template_locked(template_id)
+        return len(ids)
+
+    def _maybe_retrain_locked(self) -> None:
+        n = self._faiss.ntotal
+        if n < self.ivf_threshold or n < 2 * self._trained_at:
+            return
+        self._rebuild_locked(ivf=True)
+
+    def _rebuild_locked(self, ivf: bool) -> None:
+        codes, ids = self._all_codes_locked()
+        if ivf and len(codes) >= self.ivf_threshold:
+            nlist = int(4 * np.sqrt(len(codes)))
+            quantizer = faiss.IndexBinaryFlat(BITS)
+            inner = faiss.IndexBinaryIVF(quantizer, BITS, nlist)
+            inner.own_fields = True
+            quantizer.this.disown()
+            rng = np.random.default_rng(0)
+            sample = codes[rng.choice(len(codes), size=min(len(codes), 64 * nlist), replace=False)]
+            inner.train(sample)
+            inner.nprobe = self.nprobe
+            index = faiss.IndexBinaryIDMap2(inner)
+            index.own_fields = True
+            inner.this.disown()
+            self._trained_at = len(codes)
+        else:
+            index = self._new_flat()
+            self._trained_at = 0
+        if len(codes):
+            index.add_with_ids(codes, ids)
+        self._faiss = index
+
+    def _all_codes_locked(self) -> tuple[np.ndarray, np.ndarray]:
+        codes, ids = [], []
+        for template_id, p in self._templates.items():
+            if p.size:
+                codes.append(p.index_codes())
+                ids.append((np.int64(template_id) << MINUTIA_BITS) | np.arange(p.size, dtype=np.int64))
+        if not codes:
+            return np.zeros((0, BITS // 8), np.uint8), np.zeros(0, np.int64)
+        return np.ascontiguousarray(np.concatenate(codes)), np.concatenate(ids)
+
+    # -- queries --------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        return len(self._templates)
+
+    @property
+    def subjects(self) -> int:
+        return len(self._templates_of_subject)
+
+    def candidates(self, probe: PreparedTemplate) -> list[str]:
+        """Stage 1: the shortlist of subjects, most votes first."""
+        with self._lock.reading():
+            return self._candidates_locked(probe)
+
+    def _candidates_locked(self, probe: PreparedTemplate) -> list[str]:
+        if probe.size == 0 or self._faiss.ntotal == 0:
+            return []
+        k = min(self.neighbours, self._faiss.ntotal)
+        _, hits = self._faiss.search(probe.index_codes(), k)
+        rows = np.repeat(np.arange(hits.shape[0]), k)
+        templates = (hits.reshape(-1) >> MINUTIA_BITS)
+        valid = hits.reshape(-1) >= 0
+        subject_codes: dict[str, int] = {}
+        codes = np.fromiter(
+            (subject_codes.setdefault(self._subject_of_template.get(int(t), ""), len(subject_codes)) for t in templates[valid]),
+            dtype=np.int64,
+        )
+        names = list(subject_codes)
+        # One vote per (probe minutia, subject): a subject with many similar cylinders near one
+        # probe minutia is not more likely, only more repetitive.
+        pairs = np.unique(rows[valid] * (len(names) + 1) + codes)
+        votes = np.bincount(pairs % (len(names) + 1), minlength=len(names))
+        order = np.lexsort((np.arange(len(names)), -votes))[: self.shortlist]
+        return [names[i] for i in order if names[i]]
+
+    def search(self, probe: FingerTemplate | PreparedTemplate, top: int = 10) -> list[tuple[str, float, int]]:
+        """Best subjects for ``probe``: (subject_id, raw score, best template id), best first."""
+        if top <= 0:
+            return []
+        p = probe if isinstance(probe, PreparedTemplate) else prepare(probe)
+        with self._lock.reading():
+            shortlist = self._candidates_locked(p)
+            self.last_penetration = len(shortlist) / max(1, len(self._templates_of_subject))
+            results = []
+            for subject in shortlist:
+                best, best_id = -1.0, -1
+                for template_id in self._templates_of_subject.get(subject, ()):
+                    score = match(p, self._templates[template_id])
+                    if score > best:
+                        best, best_id = score, template_id
+                results.append((subject, best, best_id))
+        results.sort(key=lambda r: (-r[1], r[0]))
+        return results[:top]
+
+    def verify(self, probe: FingerTemplate | PreparedTemplate, subject_id: str) -> tuple[float, int]:
+        """1:1 against one subject's templates: (best raw score, template id), (0, -1) if unknown."""
+        p = probe if isinstance(probe, PreparedTemplate) else prepare(probe)
+        with self._lock.reading():
+            best, best_id = 0.0, -1
+            for template_id in self._templates_of_subject.get(subject_id, ()):
+                score = match(p, self._templates[template_id])
+                if score > best:
+                    best, best_id = score, template_id
+            return best, best_id
+
+    # -- snapshots ------------------------------------------------------------------------
+    def save(self, path: Path | str) -> None:
+        """Write a snapshot atomically (temporary file, fsync, rename); no pickle inside."""
+        path = Path(path)
+        with self._lock.reading():
+            ids = np.array(sorted(self._templates), dtype=np.int64)
+            preps = [self._templates[int(t)] for t in ids]
+            sizes = np.array([p.size for p in preps], dtype=np.int64)
+            cat = lambda name, shape: np.concatenate([getattr(p, name) for p in preps]) if preps else np.zeros(shape)  # noqa: E731
+            arrays = {
+                "format": np.array([SNAPSHOT_FORMAT]),
+                "applied_sequence": np.array([self.applied_sequence]),
+                "template_ids": ids,
+                "subjects": np.array([self._subject_of_template[int(t)] for t in ids], dtype=str),
+                "sizes": sizes,
+                "totals": np.array([p.total for p in preps], dtype=np.int64),
+                "x": cat("x", (0,)), "y": cat("y", (0,)), "theta": cat("theta", (0,)),
+                "bits": cat("bits", (0, WORDS)).astype(np.uint64), "valid": cat("valid", (0, WORDS)).astype(np.uint64),
+                "bit_counts": cat("bit_counts", (0,)).astype(np.int32), "source": cat("source", (0,)).astype(np.int32),
+            }
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path | str, **options) -> "FingerIndex":
+        """Rebuild an index from a snapshot written by :meth:`save`."""
+        index = cls(**options)
+        with np.load(Path(path), allow_pickle=False) as z:
+            if int(z["format"][0]) != SNAPSHOT_FORMAT:
+                raise ValueError(f"finger index snapshot format {int(z['format'][0])} is not {SNAPSHOT_FORMAT}")
+            offsets = np.concatenate([[0], np.cumsum(z["sizes"])])
+            data = {k: z[k] for k in ("x", "y", "theta", "bits", "valid", "bit_counts", "source")}
+            with index._lock.writing():
+                for k, (template_id, subject) in enumerate(zip(z["template_ids"], z["subjects"])):
+                    s, e = offsets[k], offsets[k + 1]
+                    p = PreparedTemplate(
+                        data["x"][s:e].copy(), data["y"][s:e].copy(), data["theta"][s:e].copy(),
+                        np.ascontiguousarray(data["bits"][s:e]), np.ascontiguousarray(data["valid"][s:e]),
+                        data["bit_counts"][s:e].copy(), data["source"][s:e].copy(), int(z["totals"][k]),
+                    )
+                    index._templates[int(template_id)] = p
+                    index._subject_of_template[int(template_id)] = str(subject)
+                    index._templates_of_subject.setdefault(str(subject), []).append(int(template_id))
+                index._rebuild_locked(ivf=True)
+                index.applied_sequence = int(z["applied_sequence"][0])
+        return index

@@ -1,0 +1,120 @@
+"""Pure-NumPy reference of the Cython minutiae matcher (``native/minutiae.pyx``).
+
+Defines the score; the tests check that the Cython kernel returns the same value on real
+template pairs.  Clear rather than fast (≈ 100× slower than the kernel).
+
+Score of probe A against candidate B (both ``PreparedTemplate``-like: y-up x, y, θ, packed
+MCC bits, validity, bit counts):
+
+1. **Local similarity** of every minutia pair: the binary MCC similarity
+   ``1 − √|a⊕b| / (√|a| + √|b|)`` over the cells valid in both cylinders, or 0 when the
+   minutiae directions differ by more than π/2 or fewer than 60 % of the cells are comparable.
+2. **Seeds**: the ``SEEDS`` most similar pairs (ties by index), each one a candidate alignment
+   (the rotation and translation that puts the seed's A minutia on its B minutia).
+3. **Consolidation**: under each alignment, pairs (a, b) that land within ``DIST_TOL`` px (more
+   far from the seed: skin stretches) and ``ANGLE_TOL`` of direction are paired one-to-one,
+   greedily by local similarity; the alignment's evidence is the sum of the paired similarities.
+4. **Score** of the best alignment: ``100 · S² / (nA · nB)``-style normalisation, with nA, nB the
+   minutiae counts clamped from below, so that a few strong pairs between small templates do
+   not outrank many pairs between large ones.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+SEEDS = 16
+DIST_TOL = 8.0
+DIST_GROWTH = 0.0
+ANGLE_TOL = math.pi / 8
+MAX_DIRECTION_DIFF = math.pi / 2
+MIN_COMMON_FRACTION = 0.60
+CELLS_IN_RADIUS_BITS = 208 * 6  # in-radius cells (16×16 grid, R = 70) × direction cells
+MIN_COUNT = 12  # templates with fewer minutiae are normalised as if they had this many
+GEOMETRY_WEIGHT = 0.0  # evidence of a geometrically consistent pair whose cylinders disagree (measured: 0 is best)
+
+
+def _popcount(words: np.ndarray) -> np.ndarray:
+    return np.unpackbits(np.ascontiguousarray(words).view(np.uint8), axis=-1).sum(axis=-1).astype(np.int64)
+
+
+def angle_diff(a, b):
+    return np.mod(a - b + math.pi, 2 * math.pi) - math.pi
+
+
+def local_similarities(a, b) -> np.ndarray:
+    """``float64 [nA, nB]`` binary MCC similarities (step 1)."""
+    na, nb = a.size, b.size
+    out = np.zeros((na, nb), dtype=np.float64)
+    min_common = MIN_COMMON_FRACTION * CELLS_IN_RADIUS_BITS
+    for i in range(na):
+        common = a.valid[i][None, :] & b.valid  # [nB, W]
+        nc = _popcount(common)
+        ca = _popcount(a.bits[i][None, :] & common)
+        cb = _popcount(b.bits & common)
+        xo = _popcount((a.bits[i][None, :] ^ b.bits) & common)
+        dir_ok = np.abs(angle_diff(a.theta[i], b.theta)) <= MAX_DIRECTION_DIFF
+        for j in range(nb):
+            if not dir_ok[j] or nc[j] < min_common or ca[j] + cb[j] == 0:
+                continue
+            out[i, j] = 1.0 - math.sqrt(float(xo[j])) / (math.sqrt(float(ca[j])) + math.sqrt(float(cb[j])))
+    return out
+
+
+def seed_pairs(sim: np.ndarray, seeds: int = SEEDS) -> list[tuple[int, int]]:
+    """The ``seeds`` most similar pairs with similarity > 0, ties broken by (a, b)."""
+    na, nb = sim.shape
+    flat = [(-sim[i, j], i, j) for i in range(na) for j in range(nb) if sim[i, j] > 0.0]
+    flat.sort()
+    return [(i, j) for _, i, j in flat[:seeds]]
+
+
+def consolidate(a, b, sim: np.ndarray, i: int, j: int) -> tuple[float, int]:
+    """(evidence, pairs) of the alignment that maps minutia i of A onto minutia j of B."""
+    dtheta = float(angle_diff(b.theta[j], a.theta[i]))
+    c, s = math.cos(dtheta), math.sin(dtheta)
+    candidates = []
+    for p in range(a.size):
+        rx, ry = a.x[p] - a.x[i], a.y[p] - a.y[i]
+        tx = b.x[j] + (c * rx - s * ry)
+        ty = b.y[j] + (s * rx + c * ry)
+        tol = DIST_TOL + DIST_GROWTH * math.sqrt(rx * rx + ry * ry)
+        tol2 = tol * tol
+        tt = a.theta[p] + dtheta
+        for q in range(b.size):
+            dx, dy = tx - b.x[q], ty - b.y[q]
+            if dx * dx + dy * dy > tol2:
+                continue
+            if abs(float(angle_diff(tt, b.theta[q]))) > ANGLE_TOL:
+                continue
+            candidates.append((-(sim[p, q] + GEOMETRY_WEIGHT), p, q))
+    candidates.sort()
+    used_a, used_b = set(), set()
+    evidence, pairs = 0.0, 0
+    for negw, p, q in candidates:
+        if p in used_a or q in used_b:
+            continue
+        used_a.add(p)
+        used_b.add(q)
+        evidence += -negw
+        pairs += 1
+    return evidence, pairs
+
+
+def final_score(evidence: float, na: int, nb: int) -> float:
+    return 100.0 * evidence * evidence / (max(na, MIN_COUNT) * max(nb, MIN_COUNT))
+
+
+def match(a, b) -> float:
+    """The matcher's raw score of A against B (0 = nothing in common; higher = more alike)."""
+    if a.size == 0 or b.size == 0:
+        return 0.0
+    sim = local_similarities(a, b)
+    best = 0.0
+    for i, j in seed_pairs(sim):
+        evidence, _ = consolidate(a, b, sim, i, j)
+        if evidence > best:
+            best = evidence
+    return final_score(best, a.size, b.size)
