@@ -120,4 +120,21 @@ def write_fuzz(figures: dict, n: int, command: str) -> None:
     results.write_section("fuzz", "Fuzzing the gRPC surface", body, command)
 
 
-WRITERS = [write_identify, write_kernels, write_backends, write_fuzz]
+def write_face_throughput(figures: dict, n: int, command: str) -> None:
+    rows = []
+    for clients in (1, 4):
+        measured = figures.get(f"face_enroll_{clients}")
+        if measured:
+            photos, seconds = measured
+            rows.append([clients, photos, f"{seconds:.1f}", f"{photos / seconds:.1f}"])
+    if rows:
+        body = (
+            "gRPC `Enroll` of att_orl photos (92×112 PGM) into an empty gallery: decode, detect, landmarks, align, embed, "
+            "quality (pose, eyes) and liveness, then the durable write and audit record; one ONNX Runtime thread per call, "
+            "concurrency from the clients.\n\n"
+            + results.markdown_table(["concurrent clients", "photos", "seconds", "photos/s"], rows)
+        )
+        results.write_section("face_throughput", "Face enrolment throughput over gRPC", body, command)
+
+
+WRITERS = [write_identify, write_kernels, write_backends, write_fuzz, write_face_throughput]

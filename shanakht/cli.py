@@ -134,7 +134,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    response = _stub(args).GetSubject(pb.GetSubjectRequest(subject_id=args.subject, gallery=args.gallery), timeout=args.timeout)
+    response = _stub(args).GetSubject(
+        pb.GetSubjectRequest(subject_id=args.subject, gallery=args.gallery, purpose=args.purpose), timeout=args.timeout
+    )
     _print_json(response)
     return 0
 
@@ -362,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     get = _client(sub, "get", "show one subject's record")
     get.add_argument("--gallery", required=True)
     get.add_argument("--subject", required=True)
+    get.add_argument("--purpose", default="", help="case or FIR reference (required for investigators)")
     get.set_defaults(func=cmd_get)
 
     delete = _client(sub, "delete", "remove a subject and its templates")

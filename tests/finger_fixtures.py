@@ -1,4 +1,4 @@
-"""Fixtures for the fingerprint tests: the real LEADER model from the cache, real prints by path.
+"""Fixtures for the fingerprint tests (a pytest plugin of tests/conftest.py): the real LEADER model from the cache, real prints by path.
 
 Both live outside the repository; tests that need them skip with the command that provides them.
 """
@@ -13,7 +13,7 @@ import pytest
 from enrollment import models
 from enrollment.datasets import default_data_dir
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[1]
 DB1 = "fvc2002_db1_b/images/fingerprintmatching/FVC2002/DB1_B"
 
 
