@@ -1,20 +1,19 @@
-"""The gRPC transport: decode requests, call the libraries, map their errors to status codes.
+"""The gRPC transport: the servicer, start-up and graceful shutdown.
 
 No business logic lives here.  Requests flow server → enrollment (images → templates) →
-matcher (galleries, search, store) → native (kernels); this module is the only one that
-knows gRPC exists.
+matcher (galleries, search, store) → native (kernels).  gRPC is known only here and in
+``shanakht/`` (interceptors: errors → status codes, access control, audit; client; CLI).
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import queue
 import signal
 import threading
 import time
-import uuid
-import collections
 from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass, replace
@@ -24,34 +23,23 @@ import faiss
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import start_http_server
 
-from matcher.errors import (
-    AlreadyExists,
-    DeadlineExceeded,
-    FailedPrecondition,
-    InvalidArgument,
-    ModalityUnavailable,
-    NotFound,
-    Overloaded,
-    PermissionDenied,
-    ShanakhtError,
-    StoreUnavailable,
-    Unauthenticated,
-)
 from enrollment.calibrate import load_calibration
 from enrollment.errors import ModelUnavailable
 from enrollment.face.pipeline import FaceExtractor
 from matcher.calibration import Calibration
-from matcher.galleries import EnrollItem, Enrolled, Galleries, default_calibration
+from matcher.errors import AlreadyExists, InvalidArgument, ShanakhtError
+from matcher.galleries import Enrolled, EnrollItem, Galleries, default_calibration
 from matcher.gallery import Candidate
-from matcher.store.base import GalleryRecord, ModalitySpec, Principal, Store
+from matcher.store.base import GalleryRecord, ModalitySpec, Store
 from matcher.store.sqlite import SQLiteStore
 from matcher.templates import Modality, Template
 from shanakht import logs
-from shanakht.audit import AuditTrail, probe_hash
-from shanakht.auth import ROLES, Authenticator, TokenBucket, authorize, create_key
+from shanakht.audit import AuditTrail
+from shanakht.auth import Authenticator, TokenBucket, create_key
 from shanakht.extraction import QUALITY_POLICIES, FaceImages, SampleDecoder
+from shanakht.interceptors import AccessInterceptor, ErrorsAndMetricsInterceptor, status_for
 from shanakht.settings import Settings
 from shanakht.v1 import identity_pb2 as pb
 from shanakht.v1 import identity_pb2_grpc as pb_grpc
@@ -59,33 +47,6 @@ from shanakht.v1 import identity_pb2_grpc as pb_grpc
 log = logging.getLogger("shanakht.server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["IdentityService"].full_name
-
-# The one place where library errors become gRPC status codes.
-STATUS_FOR_ERROR: dict[type[ShanakhtError], grpc.StatusCode] = {
-    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    NotFound: grpc.StatusCode.NOT_FOUND,
-    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
-    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
-    ModalityUnavailable: grpc.StatusCode.UNIMPLEMENTED,
-    DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
-    StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
-    Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
-    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
-}
-
-RPC_TOTAL = Counter("shanakht_rpc_total", "RPCs handled", ["method", "code"])
-RPC_SECONDS = Histogram(
-    "shanakht_rpc_seconds", "RPC latency", ["method"], buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5)
-)
-
-
-def status_for(error: ShanakhtError) -> grpc.StatusCode:
-    for cls in type(error).__mro__:
-        if cls in STATUS_FOR_ERROR:
-            return STATUS_FOR_ERROR[cls]
-    return grpc.StatusCode.INTERNAL
-
 
 def _deadline(context: grpc.ServicerContext) -> float | None:
     remaining = context.time_remaining()
@@ -342,225 +303,6 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         )
 
 
-class ErrorsAndMetricsInterceptor(grpc.ServerInterceptor):
-    """Maps library errors to status codes, counts and times every RPC, logs failures.
-
-    The first link of the interceptor chain; authentication and audit join it later.
-    """
-
-    def intercept_service(self, continuation, handler_call_details):
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = handler_call_details.method.rsplit("/", 1)[-1]
-
-        def guard(behaviour, streaming_response: bool):
-            def unary(request_or_iterator, context):
-                started = time.perf_counter()
-                code = grpc.StatusCode.OK
-                try:
-                    return behaviour(request_or_iterator, context)
-                except ShanakhtError as error:
-                    code = status_for(error)
-                    context.abort(code, str(error))
-                except Exception as error:
-                    code = _fail_internal(error, method, context)
-                finally:
-                    RPC_TOTAL.labels(method, code.name).inc()
-                    RPC_SECONDS.labels(method).observe(time.perf_counter() - started)
-
-            def stream(request_or_iterator, context):
-                started = time.perf_counter()
-                code = grpc.StatusCode.OK
-                try:
-                    yield from behaviour(request_or_iterator, context)
-                except ShanakhtError as error:
-                    code = status_for(error)
-                    context.abort(code, str(error))
-                except Exception as error:
-                    code = _fail_internal(error, method, context)
-                finally:
-                    RPC_TOTAL.labels(method, code.name).inc()
-                    RPC_SECONDS.labels(method).observe(time.perf_counter() - started)
-
-            return stream if streaming_response else unary
-
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                guard(handler.unary_unary, False), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(
-                guard(handler.stream_stream, True), handler.request_deserializer, handler.response_serializer
-            )
-        return handler
-
-
-# Which galleries a request touches (None: no gallery at all, [] : every gallery), and its purpose.
-_GALLERIES_OF: dict[str, Callable[[object], list[str] | None]] = {
-    "Enroll": lambda r: [r.gallery],
-    "EnrollStream": lambda r: [r.gallery],
-    "Identify": lambda r: list(r.galleries),
-    "Verify": lambda r: [r.gallery],
-    "GetSubject": lambda r: [r.gallery],
-    "DeleteSubject": lambda r: [r.gallery],
-    "CreateGallery": lambda r: [r.name],
-    "GalleryStats": lambda r: list(r.galleries),
-    "ListGalleries": lambda r: [],
-    "ExtractTemplate": lambda r: None,
-}
-_PURPOSE_OF: dict[str, Callable[[object], str]] = {
-    "Identify": lambda r: r.purpose,
-    "Verify": lambda r: r.purpose,
-    "GetSubject": lambda r: r.purpose,
-    "DeleteSubject": lambda r: r.reason,
-}
-AUDITED = {"Enroll", "EnrollStream", "Identify", "Verify", "GetSubject", "DeleteSubject", "CreateGallery"}
-OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-
-
-def _audit_result(method: str, request, response) -> dict:
-    """What the caller was shown: subject ids and scores, never biometric data."""
-    if response is None:
-        return {}
-    if method == "Identify":
-        return {"subjects": [f"{c.gallery}/{c.subject_id}" for c in response.candidates],
-                "scores": [round(c.score, 3) for c in response.candidates]}
-    if method == "Verify":
-        return {"subjects": [f"{request.gallery}/{request.subject_id}"], "scores": [round(response.score, 3)], "match": response.match}
-    if method in ("Enroll", "EnrollStream"):
-        return {"subjects": [f"{request.gallery}/{response.subject_id or request.subject_id}"], "template_ids": list(response.template_ids),
-                "duplicates": [d.subject_id for d in response.duplicates]}
-    if method in ("GetSubject", "DeleteSubject"):
-        return {"subjects": [f"{request.gallery}/{request.subject_id}"]}
-    return {}
-
-
-class AccessInterceptor(grpc.ServerInterceptor):
-    """Authentication, rate limit, authorization, redaction and audit, in that order, for every call.
-
-    Health and reflection stay open (load balancers, grpcurl); everything else needs an API key
-    (metadata ``x-api-key``) or a registered client certificate.
-    """
-
-    def __init__(self, authenticator: Authenticator, audit: AuditTrail, limiter: TokenBucket, enforce: bool) -> None:
-        self.authenticator = authenticator
-        self.audit = audit
-        self.limiter = limiter
-        self.enforce = enforce
-
-    def _principal(self, metadata: dict[str, str], context: grpc.ServicerContext) -> Principal:
-        if not self.enforce:
-            return ANONYMOUS_ADMIN
-        subjects = (context.auth_context() or {}).get("x509_common_name") or []
-        if subjects:
-            try:
-                return self.authenticator.from_certificate(subjects[0].decode())
-            except Unauthenticated:
-                if "x-api-key" not in metadata:
-                    raise
-        key = metadata.get("x-api-key") or metadata.get("authorization", "").removeprefix("Bearer ").strip()
-        if not key:
-            raise Unauthenticated("no credential: send an API key as 'x-api-key' metadata, or a registered client certificate")
-        return self.authenticator.from_key(key)
-
-    def _record(self, principal: Principal, method: str, request, response, status: grpc.StatusCode, context) -> None:
-        samples = getattr(request, "samples", None)
-        galleries = _GALLERIES_OF[method](request) or []
-        payload = {
-            "principal": principal.key_id,
-            "name": principal.name,
-            "role": principal.role,
-            "rpc": method,
-            "galleries": galleries,
-            "purpose": _PURPOSE_OF.get(method, lambda r: "")(request),
-            "probe_sha256": probe_hash(b"".join(x.SerializeToString() for x in samples)) if samples else "",
-            "status": status.name,
-            "peer": context.peer(),
-            **_audit_result(method, request, response),
-        }
-        self.audit.record(payload)
-
-    def intercept_service(self, continuation, handler_call_details):
-        handler = continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(OPEN_SERVICES):
-            return handler
-        method = handler_call_details.method.rsplit("/", 1)[-1]
-        metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
-
-        if handler.unary_unary:
-            behaviour = handler.unary_unary
-
-            def unary(request, context):
-                principal = self._principal(metadata, context)  # unknown callers cannot be named in the audit
-                self.limiter.take(principal.key_id)
-                response, status = None, grpc.StatusCode.OK
-                try:
-                    purpose = _PURPOSE_OF[method](request) if method in _PURPOSE_OF else None
-                    authorize(principal, method, _GALLERIES_OF[method](request), purpose)  # refusals are audited too
-                    response = behaviour(request, context)
-                    if not ROLES[principal.role].sees_metadata and method == "Identify":
-                        for candidate in response.candidates:
-                            candidate.ClearField("metadata")
-                        for face in response.faces:
-                            for candidate in face.candidates:
-                                candidate.ClearField("metadata")
-                    return response
-                except ShanakhtError as error:
-                    status = status_for(error)
-                    raise
-                except Exception:
-                    status = grpc.StatusCode.INTERNAL
-                    raise
-                finally:
-                    if method in AUDITED:
-                        self._record(principal, method, request, response, status, context)
-
-            return grpc.unary_unary_rpc_method_handler(unary, handler.request_deserializer, handler.response_serializer)
-
-        if handler.stream_stream:
-            behaviour = handler.stream_stream
-
-            def stream(request_iterator, context):
-                principal = self._principal(metadata, context)
-                self.limiter.take(principal.key_id)
-                authorize(principal, method, None, None)
-                requests: list = []
-
-                def checked():
-                    for request in request_iterator:
-                        try:
-                            authorize(principal, method, _GALLERIES_OF[method](request), None)
-                        except PermissionDenied:
-                            self._record(principal, method, request, None, grpc.StatusCode.PERMISSION_DENIED, context)
-                            raise
-                        requests.append(request)
-                        yield request
-
-                for response in behaviour(checked(), context):
-                    request = requests[response.index]
-                    requests[response.index] = None  # acknowledged: free it
-                    status = grpc.StatusCode.OK if response.status_code == 0 else _STATUS_BY_VALUE[response.status_code]
-                    self._record(principal, method, request, response, status, context)
-                    yield response
-
-            return grpc.stream_stream_rpc_method_handler(stream, handler.request_deserializer, handler.response_serializer)
-        return handler
-
-
-_STATUS_BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
-ANONYMOUS_ADMIN = Principal("anonymous", "auth off", "admin", ("*",), 0.0)
-
-
-def _fail_internal(error: Exception, method: str, context: grpc.ServicerContext) -> grpc.StatusCode:
-    if not context.is_active():
-        raise error  # the client left; nobody to answer
-    incident = uuid.uuid4().hex[:12]
-    log.exception("unhandled error", extra={"method": method, "incident": incident})
-    context.abort(grpc.StatusCode.INTERNAL, f"internal error; incident {incident} is in the server log")
-    return grpc.StatusCode.INTERNAL
-
-
 @dataclass
 class RunningServer:
     """A started server and what it needs to shut down cleanly."""
@@ -684,7 +426,11 @@ def start(settings: Settings) -> RunningServer:
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="rpc"),
+        # OpenMP thread counts are per thread: each handler thread must set FAISS's own.
+        futures.ThreadPoolExecutor(
+            max_workers=settings.workers, thread_name_prefix="rpc", initializer=faiss.omp_set_num_threads,
+            initargs=(settings.search_threads,),
+        ),
         interceptors=[ErrorsAndMetricsInterceptor(), access],
         options=options,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,7 +269,3 @@ class VectorIndex:
             return None
         return index
 
-
-def subjects_in(hits: Iterable[SubjectHits]) -> set[str]:
-    """All subject ids appearing in a list of search results."""
-    return {subject for hit in hits for subject in hit.subject_ids}

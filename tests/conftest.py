@@ -21,7 +21,7 @@ from shanakht.settings import DEFAULT_FACE_DIMENSION, DEFAULT_FACE_MODEL
 from shanakht.v1 import identity_pb2 as pb
 from shanakht.v1 import identity_pb2_grpc as pb_grpc
 
-pytest_plugins = ["tests.finger_fixtures"]
+pytest_plugins = ["tests.finger_fixtures", "tests.redis_server"]
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("SHANAKHT_DATA", REPO.parent / "shared" / "data"))

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import time
 
-import numpy as np
 
 from shanakht.v1 import identity_pb2 as pb
 from tests.conftest import noisy, template_sample, unit_vectors

@@ -7,7 +7,6 @@ import threading
 import time
 
 import grpc
-import numpy as np
 import pytest
 
 from matcher.store.base import NewEnrollment
@@ -16,7 +15,6 @@ from matcher.templates import Modality, Template
 from shanakht.settings import DEFAULT_FACE_MODEL
 from shanakht.v1 import identity_pb2 as pb
 from tests.conftest import noisy, template_sample, unit_vectors
-from tests.redis_server import redis_server  # noqa: F401  (fixture)
 from tests.server.test_api import identify
 
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
