@@ -410,9 +410,10 @@ def load_models(settings: Settings) -> tuple[SampleDecoder, Callable[[ModalitySp
 def start(settings: Settings) -> RunningServer:
     """Open the store, load the models and galleries, and start serving (non-blocking)."""
     faiss.omp_set_num_threads(settings.search_threads)
+    faiss.cvar.distance_compute_blas_threshold = settings.blas_threshold
     decoder, calibration_for = load_models(settings)
     store = open_store(settings)
-    galleries = Galleries(store, settings.snapshot_dir, calibration_for)
+    galleries = Galleries(store, settings.snapshot_dir, calibration_for, settings.micro_batch)
     _ensure_default_galleries(galleries, settings)
     if not store.single_writer:
         galleries.start_following()

@@ -62,12 +62,29 @@ def write_identify(figures: dict, n: int, command: str) -> None:
         if stats is None or raw is None:
             continue
         rows.append([label, _ms(stats), f"{stats.mean * 1e3:.3f}", f"{stats.max * 1e3:.3f}", stats.rounds, f"{stats.median / raw.median:.2f}×"])
+    load_rows = [
+        [("on (≤ 32)" if mb else "off"), f"{r.calls_per_s:,.0f}", f"{r.percentile(50):.2f}", f"{r.percentile(95):.2f}", f"{r.percentile(99):.2f}"]
+        for mb, r in ((mb, figures.get(f"load_{mb}")) for mb in (0, 32)) if r is not None
+    ]
+    interleaved = figures.get("interleaved")
+    if interleaved:
+        rows.append([f"**interleaved** ({interleaved['rounds']} rounds, raw / library / gRPC call by call): raw FAISS", f"{interleaved['raw'] * 1e3:.3f}", "", "", interleaved["rounds"], "1.00×"])
+        for name in ("library", "grpc"):
+            rows.append([f"**interleaved**: {'`Galleries.identify`' if name == 'library' else 'gRPC `Identify`'}", f"{interleaved[name] * 1e3:.3f}", "", "", interleaved["rounds"], f"{interleaved[name] / interleaved['raw']:.2f}×"])
     if rows:
+        load = ""
+        if load_rows:
+            load = (
+                "\n\nUnder load: 8 concurrent gRPC clients for 10 s (`benchmarks/load.py`, client and server share the 2 cores), "
+                "same gallery, micro-batching of concurrent searches into one FAISS call off and on.\n\n"
+                + results.markdown_table(["micro-batching", "calls/s", "p50 ms", "p95 ms", "p99 ms"], load_rows)
+            )
         body = (
             f"Gallery of {n:,} random unit templates, d = 512, exact inner product; one query at a time, "
             "top 10 subjects; the probes are noisy copies of enrolled templates, and every benchmark "
             "checks its rank-1 answers.  Ratio = median / raw FAISS median, measured in the same run.\n\n"
             + results.markdown_table(["what", "median ms", "mean ms", "max ms", "rounds", "ratio to raw FAISS"], rows)
+            + load
         )
         results.write_section("identify_exact", f"Identify at N = {n:,} (exact) vs raw FAISS", body, command)
 

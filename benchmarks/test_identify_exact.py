@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import time
 
 import faiss
 import numpy as np
 import pytest
 
 from benchmarks.conftest import record
+from benchmarks.load import identify_requests, run_load
 from matcher.galleries import EnrollItem, Galleries
 from matcher.store.base import GalleryRecord, ModalitySpec
 from matcher.store.sqlite import SQLiteStore
@@ -84,3 +86,50 @@ def test_grpc_identify(benchmark, data, data_dir, figures):
         assert [stub.Identify(r).candidates[0].subject_id for r in requests] == [f"S{i}" for i in truth]
     finally:
         server.kill()
+
+
+@pytest.mark.parametrize("micro_batch", [0, 32])
+def test_grpc_load_8_clients(data, data_dir, figures, bench_n, micro_batch):
+    """Throughput and tail latency under 8 concurrent clients, micro-batching off and on."""
+    _, _, probes = data
+    server = ServerProcess(data_dir, ["--default-galleries", "", "--micro-batch", str(micro_batch)]).start()
+    try:
+        requests = identify_requests(probes, "bench")
+        stub = server.stub()
+        stub.Identify(requests[0])
+        report = run_load(stub, requests, clients=8, seconds=10 if bench_n >= 100_000 else 1)
+        assert not report.errors and report.latencies
+        figures[f"load_{micro_batch}"] = report
+        print(report.summary())
+    finally:
+        server.kill()
+
+
+def test_interleaved_ratio(data, data_dir, figures, bench_n):
+    """Raw FAISS, library and gRPC calls alternate probe by probe, so machine drift hits all three alike."""
+    vectors, truth, probes = data
+    raw = faiss.IndexFlatIP(DIM)
+    raw.add(vectors)
+    galleries = Galleries(SQLiteStore(data_dir / "shanakht.sqlite3"), None)
+    server = ServerProcess(data_dir, ["--default-galleries", ""]).start()
+    times: dict[str, list[float]] = {"raw": [], "library": [], "grpc": []}
+    try:
+        stub = server.stub()
+        requests = identify_requests(probes, "bench")
+        templates = [Template(Modality.FACE, MODEL, p) for p in probes]
+        stub.Identify(requests[0])
+        rounds = 200 if bench_n >= 100_000 else 10
+        for i in range(rounds):
+            j = i % PROBES
+            for name, call in (
+                ("raw", lambda: raw.search(probes[j][None], 10)),
+                ("library", lambda: galleries.identify([templates[j]], ["bench"], top=10)),
+                ("grpc", lambda: stub.Identify(requests[j])),
+            ):
+                started = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - started)
+        figures["interleaved"] = {name: float(np.median(t)) for name, t in times.items()} | {"rounds": rounds}
+    finally:
+        server.kill()
+        galleries.store.close()

@@ -86,8 +86,10 @@ class Galleries:
         store: Store,
         snapshot_dir: Path | None,
         calibration_for: Callable[[ModalitySpec], Calibration] = default_calibration,
+        micro_batch: int = 32,
     ) -> None:
         self.store = store
+        self.micro_batch = micro_batch
         self.snapshot_dir = snapshot_dir
         self._calibration_for = calibration_for
         self._galleries: dict[str, Gallery] = {}
@@ -103,7 +105,7 @@ class Galleries:
         """Snapshot + log tail where a snapshot exists, full rebuild otherwise."""
         store_sequence = self.store.last_sequence()
         for record in self.store.galleries():
-            gallery = Gallery(record, self._calibration_for)
+            gallery = Gallery(record, self._calibration_for, self.micro_batch)
             covered = gallery.load_snapshots(self.snapshot_dir) if self.snapshot_dir else None
             if covered is None or covered > store_sequence:
                 gallery.rebuild(self.store, store_sequence)
@@ -129,7 +131,7 @@ class Galleries:
                     gallery = self._galleries.get(change.gallery)
                     if gallery is None and change.op == "gallery":
                         record = next(r for r in self.store.galleries() if r.name == change.gallery)
-                        gallery = self._galleries[record.name] = Gallery(record, self._calibration_for)
+                        gallery = self._galleries[record.name] = Gallery(record, self._calibration_for, self.micro_batch)
                     if gallery is not None:
                         gallery.apply(change, self.store)
                         applied += 1
@@ -207,7 +209,7 @@ class Galleries:
             if record.name in self._galleries:
                 raise AlreadyExists(f"gallery {record.name!r} already exists")
             sequence = self.store.create_gallery(record)
-            gallery = Gallery(record, self._calibration_for)
+            gallery = Gallery(record, self._calibration_for, self.micro_batch)
             for index in gallery.indexes.values():
                 index.mark_applied(sequence)
             self._galleries[record.name] = gallery

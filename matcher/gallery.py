@@ -73,10 +73,13 @@ def check_deadline(deadline: float | None) -> None:
 class Gallery:
     """Search and verification over one gallery's in-memory indexes."""
 
-    def __init__(self, record: GalleryRecord, calibration_for: Callable[[ModalitySpec], Calibration]) -> None:
+    def __init__(
+        self, record: GalleryRecord, calibration_for: Callable[[ModalitySpec], Calibration], micro_batch: int = 32
+    ) -> None:
         self.record = record
+        self.micro_batch = micro_batch
         self.indexes: dict[Modality, VectorIndex] = {
-            spec.modality: VectorIndex(spec.dimension, spec.model_id) for spec in record.modalities
+            spec.modality: VectorIndex(spec.dimension, spec.model_id, micro_batch) for spec in record.modalities
         }
         self._subject_sequence: dict[str, int] = {}
         self.calibrations: dict[Modality, Calibration] = {spec.modality: calibration_for(spec) for spec in record.modalities}
@@ -154,7 +157,7 @@ class Gallery:
     def rebuild(self, store: Store, sequence: int) -> None:
         """Fill every index from the store's templates (no snapshot, or a stale one)."""
         for modality, index in self.indexes.items():
-            fresh = VectorIndex(index.dimension, index.model_id)
+            fresh = VectorIndex(index.dimension, index.model_id, self.micro_batch)
             for batch in store.iter_templates(self.name, modality):
                 fresh.add_many(
                     [t.subject_id for t in batch],
@@ -175,7 +178,7 @@ class Gallery:
         """Load every modality's snapshot; return the lowest sequence they cover, or ``None``."""
         loaded: dict[Modality, VectorIndex] = {}
         for spec in self.record.modalities:
-            index = VectorIndex.load(self.snapshot_path(directory, spec.modality), spec.dimension, spec.model_id)
+            index = VectorIndex.load(self.snapshot_path(directory, spec.modality), spec.dimension, spec.model_id, self.micro_batch)
             if index is None:
                 return None
             loaded[spec.modality] = index

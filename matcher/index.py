@@ -18,6 +18,7 @@ import faiss
 import numpy as np
 
 import native
+from matcher.batching import MicroBatcher
 
 SNAPSHOT_FORMAT = 1
 
@@ -76,10 +77,16 @@ class VectorIndex:
     Thread-safe: searches share a read lock, mutations take the write lock.
     """
 
-    def __init__(self, dimension: int, model_id: str) -> None:
+    def __init__(self, dimension: int, model_id: str, micro_batch: int = 32, batch_threads: int = 0) -> None:
         self.dimension = dimension
         self.model_id = model_id
+        self.micro_batch = micro_batch
+        # A lone query is fastest on one thread; a batch uses every core (0: all of them).
+        self.batch_threads = batch_threads or len(os.sched_getaffinity(0))
         self.applied_sequence = 0
+        self._batcher: MicroBatcher[SubjectHits] | None = (
+            MicroBatcher(self._search_many, _trim_hits, micro_batch) if micro_batch > 1 else None
+        )
         self._faiss = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
         self._lock = ReadWriteLock()
         self._code_of_subject: dict[str, int] = {}
@@ -174,12 +181,22 @@ class VectorIndex:
     def search(self, queries: np.ndarray, top_subjects: int) -> list[SubjectHits]:
         """The ``top_subjects`` best subjects per query, one (best) template each.
 
+        A lone query joins concurrent ones in one FAISS call (``matcher.batching``).
+        """
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dimension)
+        if self._batcher is not None and queries.shape[0] == 1:
+            return [self._batcher.search(queries[0], top_subjects)]
+        return self._search_many(queries, top_subjects)
+
+    def _search_many(self, queries: np.ndarray, top_subjects: int) -> list[SubjectHits]:
+        """Exact search of a batch of queries.
+
         A subject may own several templates, so we ask FAISS for more hits than subjects and
         widen until enough distinct subjects are found or the index is exhausted: any subject
         not seen among the top k templates ranks below every subject that was.
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dimension)
-        with self._lock.reading():
+        with self._lock.reading(), _threads_for(queries.shape[0], self.batch_threads):
             total = self.size
             if total == 0 or top_subjects <= 0:
                 return [SubjectHits([], np.empty(0, dtype=np.float32)) for _ in range(queries.shape[0])]
@@ -243,7 +260,7 @@ class VectorIndex:
             os.close(directory)
 
     @classmethod
-    def load(cls, path: Path, dimension: int, model_id: str) -> "VectorIndex | None":
+    def load(cls, path: Path, dimension: int, model_id: str, micro_batch: int = 32) -> "VectorIndex | None":
         """Load a snapshot, or ``None`` when it is absent, unreadable or for another model."""
         try:
             with np.load(path, allow_pickle=False) as data:
@@ -251,7 +268,7 @@ class VectorIndex:
                     return None
                 if int(data["dimension"]) != dimension or str(data["model_id"]) != model_id:
                     return None
-                index = cls(dimension, model_id)
+                index = cls(dimension, model_id, micro_batch)
                 index._faiss = faiss.deserialize_index(data["index"])
                 index.applied_sequence = int(data["sequence"])
                 subjects = [str(s) for s in data["subjects"]]
@@ -269,3 +286,20 @@ class VectorIndex:
             return None
         return index
 
+
+def _trim_hits(hits: SubjectHits, top: int) -> SubjectHits:
+    return SubjectHits(hits.subject_ids[:top], hits.similarities[:top])
+
+
+@contextmanager
+def _threads_for(queries: int, batch_threads: int):
+    """OpenMP thread count for one FAISS call, restored afterwards (the setting is per thread)."""
+    if queries < 2 or batch_threads <= 1:
+        yield
+        return
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(batch_threads)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)

@@ -34,6 +34,8 @@ class Settings:
     search_threads: int = field(
         default=1, metadata={"help": "FAISS threads per search (1 is fastest for lone queries on few cores)"}
     )
+    micro_batch: int = field(default=32, metadata={"help": "concurrent searches of one index joined into one FAISS call, at most (0/1: off)"})
+    blas_threshold: int = field(default=8, metadata={"help": "FAISS uses BLAS from this many queries per call (its default 20 is tuned for big batches)"})
     snapshot_interval_s: float = field(default=300.0, metadata={"help": "seconds between index snapshots (0: only at shutdown)"})
     shutdown_grace_s: float = field(default=10.0, metadata={"help": "seconds to drain RPCs on SIGTERM"})
     stream_batch: int = field(default=256, metadata={"help": "EnrollStream items committed per durable write at most"})
