@@ -45,15 +45,18 @@ def load_calibration(model_name: str = EMBEDDER, manifest: Mapping[str, models.M
     spec = specs.get(model_name)
     if spec is None or spec.calibration is None:
         raise ModelUnavailable(f"model {model_name!r} has no calibration table in the manifest")
+    return read_table(spec.calibration, "model_id", spec.model_id)
+
+
+def read_table(path: Path | str, id_key: str, expected_id: str) -> Calibration:
+    """A calibration table file, checked to describe ``expected_id`` (the model or matcher it was measured for)."""
     try:
-        with open(spec.calibration, "rb") as fh:
+        with open(path, "rb") as fh:
             table = tomllib.load(fh)
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ModelUnavailable(f"cannot read calibration table {spec.calibration}: {exc}") from exc
-    if table.get("model_id") != spec.model_id:
-        raise ModelUnavailable(
-            f"calibration table {spec.calibration} is for {table.get('model_id')!r}, the manifest's model is {spec.model_id!r}"
-        )
+        raise ModelUnavailable(f"cannot read calibration table {path}: {exc}") from exc
+    if table.get(id_key) != expected_id:
+        raise ModelUnavailable(f"calibration table {path} is for {table.get(id_key)!r}, not {expected_id!r}")
     try:
         return Calibration(
             source=str(table["source"]),
@@ -61,7 +64,7 @@ def load_calibration(model_name: str = EMBEDDER, manifest: Mapping[str, models.M
             scores=tuple(float(v) for v in table["scores"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise ModelUnavailable(f"calibration table {spec.calibration} is malformed: {exc}") from exc
+        raise ModelUnavailable(f"calibration table {path} is malformed: {exc}") from exc
 
 
 def build_table(impostors: np.ndarray, step: float = SCORE_STEP, min_tail: int = MIN_TAIL_PAIRS) -> tuple[list[float], list[float], float]:

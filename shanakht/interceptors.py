@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import grpc
 from prometheus_client import Counter, Histogram
@@ -64,7 +65,7 @@ def status_for(error: ShanakhtError) -> grpc.StatusCode:
 class ErrorsAndMetricsInterceptor(grpc.ServerInterceptor):
     """Maps library errors to status codes, counts and times every RPC, logs failures.
 
-    The first link of the interceptor chain; authentication and audit join it later.
+    The first (outermost) link of the chain, so that errors raised by the links after it are mapped too.
     """
 
     def intercept_service(self, continuation, handler_call_details):
@@ -73,46 +74,40 @@ class ErrorsAndMetricsInterceptor(grpc.ServerInterceptor):
             return None
         method = handler_call_details.method.rsplit("/", 1)[-1]
 
-        def guard(behaviour, streaming_response: bool):
-            def unary(request_or_iterator, context):
-                started = time.perf_counter()
-                code = grpc.StatusCode.OK
-                try:
-                    return behaviour(request_or_iterator, context)
-                except ShanakhtError as error:
-                    code = status_for(error)
-                    context.abort(code, str(error))
-                except Exception as error:
-                    code = _fail_internal(error, method, context)
-                finally:
-                    RPC_TOTAL.labels(method, code.name).inc()
-                    RPC_SECONDS.labels(method).observe(time.perf_counter() - started)
-
-            def stream(request_or_iterator, context):
-                started = time.perf_counter()
-                code = grpc.StatusCode.OK
-                try:
-                    yield from behaviour(request_or_iterator, context)
-                except ShanakhtError as error:
-                    code = status_for(error)
-                    context.abort(code, str(error))
-                except Exception as error:
-                    code = _fail_internal(error, method, context)
-                finally:
-                    RPC_TOTAL.labels(method, code.name).inc()
-                    RPC_SECONDS.labels(method).observe(time.perf_counter() - started)
-
-            return stream if streaming_response else unary
-
         if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                guard(handler.unary_unary, False), handler.request_deserializer, handler.response_serializer
-            )
+            behaviour = handler.unary_unary
+
+            def unary(request, context):
+                with _guarded(method, context):
+                    return behaviour(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(unary, handler.request_deserializer, handler.response_serializer)
         if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(
-                guard(handler.stream_stream, True), handler.request_deserializer, handler.response_serializer
-            )
+            streaming = handler.stream_stream
+
+            def stream(request_iterator, context):
+                with _guarded(method, context):
+                    yield from streaming(request_iterator, context)
+
+            return grpc.stream_stream_rpc_method_handler(stream, handler.request_deserializer, handler.response_serializer)
         return handler
+
+
+@contextmanager
+def _guarded(method: str, context: grpc.ServicerContext) -> Iterator[None]:
+    """Library errors → their status code; anything else → INTERNAL with an incident id; always counted."""
+    started = time.perf_counter()
+    code = grpc.StatusCode.OK
+    try:
+        yield
+    except ShanakhtError as error:
+        code = status_for(error)
+        context.abort(code, str(error))
+    except Exception as error:
+        code = _fail_internal(error, method, context)
+    finally:
+        RPC_TOTAL.labels(method, code.name).inc()
+        RPC_SECONDS.labels(method).observe(time.perf_counter() - started)
 
 
 # Which galleries a request touches (None: no gallery at all, [] : every gallery), and its purpose.

@@ -18,13 +18,12 @@ import datetime as _dt
 import itertools
 import logging
 import sys
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from enrollment.calibrate import MIN_TAIL_PAIRS, _write_table, build_table
+from enrollment.calibrate import MIN_TAIL_PAIRS, _write_table, build_table, read_table
 from enrollment.errors import ModelUnavailable
 from enrollment.finger.pipeline import MODEL_ID
 from matcher.calibration import Calibration
@@ -39,21 +38,7 @@ MAX_RAW = 10_000.0
 
 def load_finger_calibration(path: Path = TABLE_PATH) -> Calibration:
     """The shipped raw score → ``-log10(FMR)`` table; ``ModelUnavailable`` if absent or stale."""
-    try:
-        with open(path, "rb") as fh:
-            table = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ModelUnavailable(f"cannot read finger calibration table {path}: {exc}") from exc
-    if table.get("matcher_id") != MATCHER_ID:
-        raise ModelUnavailable(f"finger calibration {path} is for {table.get('matcher_id')!r}, the matcher is {MATCHER_ID!r}")
-    try:
-        return Calibration(
-            source=str(table["source"]),
-            similarities=tuple(float(v) for v in table["similarities"]),
-            scores=tuple(float(v) for v in table["scores"]),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelUnavailable(f"finger calibration table {path} is malformed: {exc}") from exc
+    return read_table(path, "matcher_id", MATCHER_ID)
 
 
 def impostor_scores(data_dir: Path | None, model_dir: Path | None, pairs: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
