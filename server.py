@@ -471,6 +471,8 @@ def serve(settings: Settings) -> None:
     logs.configure(settings.log_level, settings.log_format)
     running = start(settings)
     print(f"shanakht listening on {settings.host}:{running.port}", flush=True)
+    if settings.admin_key_path.exists():
+        print(f"bootstrap admin key: {settings.admin_key_path} (the CLI reads it from ./data or $SHANAKHT_DATA_DIR)", flush=True)
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())

@@ -308,7 +308,7 @@ def _client(sub: argparse._SubParsersAction, name: str, help_text: str) -> argpa
     parser.add_argument("--server", default="localhost:50051", help="host:port of the Shanakht server")
     parser.add_argument("--json", action="store_true", help="print the response as JSON")
     parser.add_argument("--timeout", type=float, default=30.0, help="RPC deadline in seconds")
-    parser.add_argument("--api-key", help="API key (default: $SHANAKHT_API_KEY, --api-key-file, ./data/admin.key)")
+    parser.add_argument("--api-key", help="API key (default: $SHANAKHT_API_KEY, --api-key-file, $SHANAKHT_DATA_DIR/admin.key, ./data/admin.key)")
     parser.add_argument("--api-key-file", help="file holding the API key (default: $SHANAKHT_API_KEY_FILE)")
     parser.add_argument("--tls-ca", default="", help="CA certificate to verify a TLS server")
     parser.add_argument("--tls-cert", default="", help="client certificate for mutual TLS")

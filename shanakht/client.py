@@ -48,12 +48,14 @@ class ApiKeyInterceptor(
 
 
 def resolve_key(explicit: str | None = None, key_file: str | None = None) -> str | None:
-    """The API key: explicit, ``SHANAKHT_API_KEY``, a key file, ``SHANAKHT_API_KEY_FILE``, or ``./data/admin.key``."""
+    """The API key: explicit, ``SHANAKHT_API_KEY``, a key file, ``SHANAKHT_API_KEY_FILE``, else the
+    bootstrap admin key of ``$SHANAKHT_DATA_DIR`` or of ``./data`` (an operator on the server's machine)."""
     if explicit:
         return explicit
     if os.environ.get("SHANAKHT_API_KEY"):
         return os.environ["SHANAKHT_API_KEY"]
-    for candidate in (key_file, os.environ.get("SHANAKHT_API_KEY_FILE"), "data/admin.key"):
+    data_dir = os.environ.get("SHANAKHT_DATA_DIR")
+    for candidate in (key_file, os.environ.get("SHANAKHT_API_KEY_FILE"), data_dir and f"{data_dir}/admin.key", "data/admin.key"):
         if candidate and Path(candidate).is_file():
             return Path(candidate).read_text().strip()
     return None
