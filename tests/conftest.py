@@ -27,6 +27,12 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("SHANAKHT_DATA", REPO.parent / "shared" / "data"))
 
 
+def model_cache() -> Path:
+    """The verified model cache the tests use: $SHANAKHT_MODEL_DIR, else the repo's .cache/models."""
+    env = os.environ.get("SHANAKHT_MODEL_DIR")
+    return Path(env) if env else REPO / ".cache" / "models"
+
+
 def unit_vectors(n: int, dim: int = DEFAULT_FACE_DIMENSION, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     v = rng.standard_normal((n, dim)).astype(np.float32)

@@ -5,26 +5,21 @@ Both live outside the repository; tests that need them skip with the command tha
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from enrollment import models
 from enrollment.datasets import default_data_dir
+from tests.conftest import model_cache
 
-REPO = Path(__file__).resolve().parents[1]
 DB1 = "fvc2002_db1_b/images/fingerprintmatching/FVC2002/DB1_B"
 
-
-def model_dir() -> Path:
-    env = os.environ.get(models.MODEL_DIR_ENV)
-    return Path(env) if env else REPO / ".cache" / "models"
 
 
 @pytest.fixture(scope="session")
 def leader_dir() -> Path:
-    directory = model_dir()
+    directory = model_cache()
     problems = models.check(directory, ["leader"])
     if problems:
         pytest.skip(f"LEADER model not available ({problems[0]}); run `python -m enrollment.models fetch --only leader`")

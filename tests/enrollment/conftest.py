@@ -6,26 +6,21 @@ the command that provides it; nothing is downloaded from a test.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from enrollment import models
 from enrollment.datasets import default_data_dir
+from tests.conftest import model_cache
 
-REPO = Path(__file__).resolve().parents[2]
 FACE_MODELS = ("fr_detect", "fr_landmark", "fr_feature", "fr_pose", "fr_eye", "fr_liveness")
 
-
-def _model_dir() -> Path:
-    env = os.environ.get(models.MODEL_DIR_ENV)
-    return Path(env) if env else REPO / ".cache" / "models"
 
 
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
-    directory = _model_dir()
+    directory = model_cache()
     problems = models.check(directory, FACE_MODELS)
     if problems:
         pytest.skip(f"face models not available ({problems[0]}); run `python -m enrollment.models fetch`")

@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from enrollment import models
-from tests.conftest import REPO
+from tests.conftest import REPO, model_cache
 
-CACHE = REPO / ".cache" / "models"
+CACHE = model_cache()
 
 
 def serve(tmp_path, model_dir) -> subprocess.CompletedProcess:
