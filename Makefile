@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= localhost
 PORT   ?= 50051
 
-.PHONY: install models redis run test bench clean
+.PHONY: install models redis run test bench bench-scale clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard proto/shanakht/v1/*.proto) $(wildcard native/*.pyx)
 	$(PY) -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV)
@@ -37,8 +37,14 @@ test: install redis
 
 # Figures go to benchmarks/RESULTS.md.  The face peer (dlib) runs when installed: pip install -e '.[peers]'.
 bench: install redis
-	$(PY) -m pytest benchmarks --benchmark-enable --write-results
+	$(PY) -m pytest benchmarks --benchmark-enable --write-results --ignore=benchmarks/test_scale.py
 	$(PY) benchmarks/face_accuracy.py --peer --write
+
+# A million templates (≈ 12 GB of RAM, ≈ 40 min on 2 cores); smaller: make bench-scale SCALE_N=200000 MIXED_S=60
+SCALE_N ?= 1000000
+MIXED_S ?= 300
+bench-scale: install
+	$(PY) -m pytest benchmarks/test_scale.py --write-results --scale-n $(SCALE_N) --mixed-seconds $(MIXED_S)
 
 clean:
 	rm -rf $(VENV) build *.egg-info native/*.c native/*.so shanakht/v1/*_pb2*.py shanakht/v1/*_pb2*.pyi

@@ -413,7 +413,7 @@ def start(settings: Settings) -> RunningServer:
     faiss.cvar.distance_compute_blas_threshold = settings.blas_threshold
     decoder, calibration_for = load_models(settings)
     store = open_store(settings)
-    galleries = Galleries(store, settings.snapshot_dir, calibration_for, settings.micro_batch)
+    galleries = Galleries(store, settings.snapshot_dir, calibration_for, settings.index_policy)
     _ensure_default_galleries(galleries, settings)
     if not store.single_writer:
         galleries.start_following()

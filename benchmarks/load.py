@@ -33,18 +33,30 @@ class LoadReport:
     clients: int
     seconds: float
     latencies: list[float] = field(default_factory=list)
+    server_latencies: list[float] = field(default_factory=list)  # from the server-timing trailer
     errors: dict[str, int] = field(default_factory=dict)
 
     @property
     def calls_per_s(self) -> float:
         return len(self.latencies) / self.seconds
 
-    def percentile(self, p: float) -> float:
-        return float(np.percentile(self.latencies, p) * 1e3) if self.latencies else float("nan")
+    def percentile(self, p: float, server: bool = False) -> float:
+        """Milliseconds; ``server``: as the server measured it (its interceptors and handler)."""
+        values = self.server_latencies if server else self.latencies
+        return float(np.percentile(values, p) * 1e3) if values else float("nan")
 
     def summary(self) -> str:
         return (f"{self.clients} clients, {self.seconds:.0f} s: {len(self.latencies):,} calls, {self.calls_per_s:,.0f} calls/s, "
-                f"p50 {self.percentile(50):.2f} ms, p95 {self.percentile(95):.2f} ms, p99 {self.percentile(99):.2f} ms, errors {self.errors}")
+                f"p50 {self.percentile(50):.2f} ms, p95 {self.percentile(95):.2f} ms, p99 {self.percentile(99):.2f} ms "
+                f"(server-side p50 {self.percentile(50, True):.2f}, p99 {self.percentile(99, True):.2f}), errors {self.errors}")
+
+
+def server_seconds(call) -> float | None:
+    """The server's own time for a call, from its ``server-timing: total;dur=<ms>`` trailer."""
+    for key, value in call.trailing_metadata() or ():
+        if key == "server-timing" and "dur=" in value:
+            return float(value.split("dur=", 1)[1]) / 1e3
+    return None
 
 
 def identify_requests(probes: np.ndarray, gallery: str, model_id: str = DEFAULT_FACE_MODEL, top: int = 10) -> list[pb.IdentifyRequest]:
@@ -64,17 +76,21 @@ def run_load(stub: pb_grpc.IdentityServiceStub, requests: list[pb.IdentifyReques
     stop_at = time.monotonic() + seconds
 
     def client(c: int) -> None:
-        latencies, errors, i = [], {}, c
+        latencies, server, errors, i = [], [], {}, c
         while time.monotonic() < stop_at:
             started = time.perf_counter()
             try:
-                stub.Identify(requests[i % len(requests)], timeout=30)
+                _, call = stub.Identify.with_call(requests[i % len(requests)], timeout=30)
                 latencies.append(time.perf_counter() - started)
+                own = server_seconds(call)
+                if own is not None:
+                    server.append(own)
             except grpc.RpcError as error:
                 errors[error.code().name] = errors.get(error.code().name, 0) + 1
             i += clients
         with lock:
             report.latencies.extend(latencies)
+            report.server_latencies.extend(server)
             for code, n in errors.items():
                 report.errors[code] = report.errors.get(code, 0) + n
 

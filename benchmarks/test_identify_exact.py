@@ -13,6 +13,7 @@ import pytest
 from benchmarks.conftest import record
 from benchmarks.load import identify_requests, run_load
 from matcher.galleries import EnrollItem, Galleries
+from matcher.policy import IndexPolicy
 from matcher.store.base import GalleryRecord, ModalitySpec
 from matcher.store.sqlite import SQLiteStore
 from matcher.templates import Modality, Template
@@ -22,6 +23,8 @@ from shanakht.v1 import identity_pb2 as pb
 from tests.conftest import ServerProcess, noisy, template_sample, unit_vectors
 
 PROBES = 256
+EXACT = IndexPolicy(approximate_from=0)  # this module measures exact search; test_scale the approximate index
+EXACT_SERVER = ["--default-galleries", "", "--approximate-from", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,7 @@ def data_dir(data, tmp_path_factory):
     """A store holding the gallery, built through the library, with a snapshot for fast start."""
     vectors, _, _ = data
     directory = tmp_path_factory.mktemp("bench") / "data"
-    galleries = Galleries(SQLiteStore(directory / "shanakht.sqlite3"), directory / "snapshots")
+    galleries = Galleries(SQLiteStore(directory / "shanakht.sqlite3"), directory / "snapshots", policy=EXACT)
     galleries.create(GalleryRecord("bench", 1e-4, (ModalitySpec(Modality.FACE, MODEL, DIM),)))
     for start in range(0, len(vectors), 2000):
         galleries.enroll(
@@ -64,7 +67,7 @@ def test_raw_faiss(benchmark, data, figures):
 
 def test_library_identify(benchmark, data, data_dir, figures):
     vectors, truth, probes = data
-    galleries = Galleries(SQLiteStore(data_dir / "shanakht.sqlite3"), data_dir / "snapshots")
+    galleries = Galleries(SQLiteStore(data_dir / "shanakht.sqlite3"), data_dir / "snapshots", policy=EXACT)
     templates = [Template(Modality.FACE, MODEL, p) for p in probes]
     queries = itertools.cycle(range(PROBES))
     benchmark(lambda: galleries.identify([templates[next(queries)]], ["bench"], top=10))
@@ -75,7 +78,7 @@ def test_library_identify(benchmark, data, data_dir, figures):
 
 def test_grpc_identify(benchmark, data, data_dir, figures):
     vectors, truth, probes = data
-    server = ServerProcess(data_dir, ["--default-galleries", ""]).start()
+    server = ServerProcess(data_dir, EXACT_SERVER).start()
     try:
         stub = server.stub()
         requests = [pb.IdentifyRequest(samples=[template_sample(p)], galleries=["bench"], max_candidates=10) for p in probes]
@@ -92,7 +95,7 @@ def test_grpc_identify(benchmark, data, data_dir, figures):
 def test_grpc_load_8_clients(data, data_dir, figures, bench_n, micro_batch):
     """Throughput and tail latency under 8 concurrent clients, micro-batching off and on."""
     _, _, probes = data
-    server = ServerProcess(data_dir, ["--default-galleries", "", "--micro-batch", str(micro_batch)]).start()
+    server = ServerProcess(data_dir, [*EXACT_SERVER, "--micro-batch", str(micro_batch)]).start()
     try:
         requests = identify_requests(probes, "bench")
         stub = server.stub()
@@ -110,8 +113,8 @@ def test_interleaved_ratio(data, data_dir, figures, bench_n):
     vectors, truth, probes = data
     raw = faiss.IndexFlatIP(DIM)
     raw.add(vectors)
-    galleries = Galleries(SQLiteStore(data_dir / "shanakht.sqlite3"), None)
-    server = ServerProcess(data_dir, ["--default-galleries", ""]).start()
+    galleries = Galleries(SQLiteStore(data_dir / "shanakht.sqlite3"), None, policy=EXACT)
+    server = ServerProcess(data_dir, EXACT_SERVER).start()
     times: dict[str, list[float]] = {"raw": [], "library": [], "grpc": []}
     try:
         stub = server.stub()

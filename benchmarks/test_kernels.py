@@ -33,3 +33,18 @@ def test_top_k(benchmark, figures, impl):
     out = benchmark(fn, scores, 10)
     record(figures, f"topk_3000_{impl}", benchmark)
     np.testing.assert_array_equal(out, reference.top_k(scores, 10))
+
+
+@pytest.mark.parametrize("impl", ["native", "numpy"])
+def test_rescore(benchmark, figures, impl):
+    """Re-scoring 40 IVF candidates of one query (d = 512) against float32 vectors in 100,000 slots."""
+    rng = np.random.default_rng(2)
+    vectors = rng.standard_normal((100_000, 512)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    slot_of = rng.permutation(100_000).astype(np.int64)
+    query = vectors[:1].copy()
+    candidates = rng.choice(100_000, (1, 40), replace=False).astype(np.int64)
+    fn = native.rescore if impl == "native" else reference.rescore
+    out = benchmark(fn, query, candidates, slot_of, vectors, 20)
+    record(figures, f"rescore_1x40_{impl}", benchmark)
+    np.testing.assert_allclose(out[0], reference.rescore(query, candidates, slot_of, vectors, 20)[0], atol=1e-5)

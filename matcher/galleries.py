@@ -21,6 +21,7 @@ import numpy as np
 import native
 from matcher.calibration import Calibration
 from matcher.errors import AlreadyExists, DeadlineExceeded, InvalidArgument, NotFound, ShanakhtError, StoreUnavailable
+from matcher.policy import IndexPolicy
 from matcher.gallery import Candidate, Gallery, Verification, check_deadline, validate_gallery_name, validate_subject_id
 from matcher.store.base import (
     EnrollmentResult,
@@ -86,10 +87,10 @@ class Galleries:
         store: Store,
         snapshot_dir: Path | None,
         calibration_for: Callable[[ModalitySpec], Calibration] = default_calibration,
-        micro_batch: int = 32,
+        policy: IndexPolicy = IndexPolicy(),
     ) -> None:
         self.store = store
-        self.micro_batch = micro_batch
+        self.policy = policy
         self.snapshot_dir = snapshot_dir
         self._calibration_for = calibration_for
         self._galleries: dict[str, Gallery] = {}
@@ -105,16 +106,21 @@ class Galleries:
         """Snapshot + log tail where a snapshot exists, full rebuild otherwise."""
         store_sequence = self.store.last_sequence()
         for record in self.store.galleries():
-            gallery = Gallery(record, self._calibration_for, self.micro_batch)
-            covered = gallery.load_snapshots(self.snapshot_dir) if self.snapshot_dir else None
+            gallery = self._new_gallery(record)
+            covered = gallery.load_snapshots()
             if covered is None or covered > store_sequence:
                 gallery.rebuild(self.store, store_sequence)
                 log.info("gallery rebuilt from store", extra={"gallery": record.name, "sequence": store_sequence})
             else:
                 log.info("gallery loaded from snapshot", extra={"gallery": record.name, "sequence": covered})
+                for index in gallery.indexes.values():
+                    index.apply_policy()
             self._galleries[record.name] = gallery
         self._caught_up_to = min((g.applied_sequence for g in self._galleries.values()), default=0)
         self.catch_up()
+
+    def _new_gallery(self, record: GalleryRecord) -> Gallery:
+        return Gallery(record, self._calibration_for, self.policy, self.snapshot_dir)
 
     @property
     def caught_up_to(self) -> int:
@@ -131,7 +137,7 @@ class Galleries:
                     gallery = self._galleries.get(change.gallery)
                     if gallery is None and change.op == "gallery":
                         record = next(r for r in self.store.galleries() if r.name == change.gallery)
-                        gallery = self._galleries[record.name] = Gallery(record, self._calibration_for, self.micro_batch)
+                        gallery = self._galleries[record.name] = self._new_gallery(record)
                     if gallery is not None:
                         gallery.apply(change, self.store)
                         applied += 1
@@ -209,7 +215,7 @@ class Galleries:
             if record.name in self._galleries:
                 raise AlreadyExists(f"gallery {record.name!r} already exists")
             sequence = self.store.create_gallery(record)
-            gallery = Gallery(record, self._calibration_for, self.micro_batch)
+            gallery = self._new_gallery(record)
             for index in gallery.indexes.values():
                 index.mark_applied(sequence)
             self._galleries[record.name] = gallery
@@ -337,7 +343,7 @@ class Galleries:
                     IndexStatistics(
                         modality=m.label,
                         templates=i.size,
-                        index_type="IDMap2,Flat",
+                        index_type=i.index_type,
                         bytes_per_template=(i.memory_bytes() / i.size) if i.size else 0.0,
                         applied_sequence=i.applied_sequence,
                     )
@@ -354,4 +360,4 @@ class Galleries:
             return
         with self._write_lock:
             for gallery in self._galleries.values():
-                gallery.save_snapshots(self.snapshot_dir)
+                gallery.save_snapshots()

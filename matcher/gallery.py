@@ -19,6 +19,7 @@ import numpy as np
 from matcher.calibration import Calibration
 from matcher.errors import DeadlineExceeded, InvalidArgument, NotFound
 from matcher.index import VectorIndex
+from matcher.policy import IndexPolicy
 from matcher.store.base import Change, GalleryRecord, ModalitySpec, Store, StoredTemplate
 from matcher.templates import Modality, Template
 
@@ -74,13 +75,17 @@ class Gallery:
     """Search and verification over one gallery's in-memory indexes."""
 
     def __init__(
-        self, record: GalleryRecord, calibration_for: Callable[[ModalitySpec], Calibration], micro_batch: int = 32
+        self,
+        record: GalleryRecord,
+        calibration_for: Callable[[ModalitySpec], Calibration],
+        policy: IndexPolicy = IndexPolicy(),
+        data_dir: Path | None = None,
     ) -> None:
         self.record = record
-        self.micro_batch = micro_batch
-        self.indexes: dict[Modality, VectorIndex] = {
-            spec.modality: VectorIndex(spec.dimension, spec.model_id, micro_batch) for spec in record.modalities
-        }
+        self.policy = policy
+        # Snapshots and the float32 vectors of approximate indexes live here (None: memory only).
+        self.data_dir = data_dir
+        self.indexes: dict[Modality, VectorIndex] = {spec.modality: self._new_index(spec) for spec in record.modalities}
         self._subject_sequence: dict[str, int] = {}
         self.calibrations: dict[Modality, Calibration] = {spec.modality: calibration_for(spec) for spec in record.modalities}
 
@@ -154,31 +159,43 @@ class Gallery:
         if len(self._subject_sequence) > 50_000:
             self._subject_sequence = {s: q for s, q in self._subject_sequence.items() if q > caught_up_to}
 
+    def _new_index(self, spec: ModalitySpec) -> VectorIndex:
+        return VectorIndex(spec.dimension, spec.model_id, self.policy, self._vector_dir(spec.modality))
+
+    def _vector_dir(self, modality: Modality) -> Path | None:
+        return None if self.data_dir is None else self.data_dir / self.name / f"{modality.label}-vectors"
+
+    def _snapshot_path(self, modality: Modality) -> Path | None:
+        return None if self.data_dir is None else self.data_dir / self.name / f"{modality.label}.npz"
+
     def rebuild(self, store: Store, sequence: int) -> None:
         """Fill every index from the store's templates (no snapshot, or a stale one)."""
+        for spec in self.record.modalities:
+            fresh = self._new_index(spec)
+            with fresh.bulk_loading():
+                for batch in store.iter_templates(self.name, spec.modality):
+                    fresh.add_many(
+                        [t.subject_id for t in batch],
+                        np.array([t.template_id for t in batch], dtype=np.int64),
+                        np.array([t.vector for t in batch], dtype=np.float32),
+                    )
+                fresh.mark_applied(sequence)
+            self.indexes[spec.modality] = fresh
+
+    def save_snapshots(self) -> None:
         for modality, index in self.indexes.items():
-            fresh = VectorIndex(index.dimension, index.model_id, self.micro_batch)
-            for batch in store.iter_templates(self.name, modality):
-                fresh.add_many(
-                    [t.subject_id for t in batch],
-                    np.array([t.template_id for t in batch], dtype=np.int64),
-                    np.array([t.vector for t in batch], dtype=np.float32),
-                )
-            fresh.mark_applied(sequence)
-            self.indexes[modality] = fresh
+            path = self._snapshot_path(modality)
+            if path is not None:
+                index.save(path)
 
-    def snapshot_path(self, directory: Path, modality: Modality) -> Path:
-        return directory / self.name / f"{modality.label}.npz"
-
-    def save_snapshots(self, directory: Path) -> None:
-        for modality, index in self.indexes.items():
-            index.save(self.snapshot_path(directory, modality))
-
-    def load_snapshots(self, directory: Path) -> int | None:
+    def load_snapshots(self) -> int | None:
         """Load every modality's snapshot; return the lowest sequence they cover, or ``None``."""
         loaded: dict[Modality, VectorIndex] = {}
         for spec in self.record.modalities:
-            index = VectorIndex.load(self.snapshot_path(directory, spec.modality), spec.dimension, spec.model_id, self.micro_batch)
+            path = self._snapshot_path(spec.modality)
+            index = None if path is None else VectorIndex.load(
+                path, spec.dimension, spec.model_id, self.policy, self._vector_dir(spec.modality)
+            )
             if index is None:
                 return None
             loaded[spec.modality] = index

@@ -8,9 +8,12 @@ nothing of storage or gRPC.
 
 from __future__ import annotations
 
+import logging
 import os
+import secrets
 import threading
-from contextlib import contextmanager
+import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +21,13 @@ import faiss
 import numpy as np
 
 import native
+from matcher.backends import ApproximateBackend, ExactBackend, VectorSlots
 from matcher.batching import MicroBatcher
+from matcher.policy import IndexPolicy
 
-SNAPSHOT_FORMAT = 1
+log = logging.getLogger(__name__)
+
+SNAPSHOT_FORMAT = 2
 
 
 class ReadWriteLock:
@@ -72,27 +79,38 @@ class SubjectHits:
 
 
 class VectorIndex:
-    """Exact inner-product search over unit vectors (``IndexIDMap2(IndexFlatIP)``).
+    """Search over unit vectors by inner product, exact or approximate as ``IndexPolicy`` says.
 
-    Thread-safe: searches share a read lock, mutations take the write lock.
+    Thread-safe: searches share a read lock, mutations take the write lock.  Crossing the
+    policy's size threshold builds an approximate backend on a background thread from a copy;
+    mutations made meanwhile are journaled and replayed before the swap, so searches never wait
+    for a build and nothing written during it is lost.
     """
 
-    def __init__(self, dimension: int, model_id: str, micro_batch: int = 32, batch_threads: int = 0) -> None:
+    def __init__(self, dimension: int, model_id: str, policy: IndexPolicy = IndexPolicy(), vector_dir: Path | None = None) -> None:
         self.dimension = dimension
         self.model_id = model_id
-        self.micro_batch = micro_batch
-        # A lone query is fastest on one thread; a batch uses every core (0: all of them).
-        self.batch_threads = batch_threads or len(os.sched_getaffinity(0))
+        self.policy = policy
+        # Where approximate backends keep their float32 vectors (None: in memory).  Each build
+        # writes a new file, so a snapshot never names a file that a later build rewrote.
+        self.vector_dir = vector_dir
+        self._building_file: Path | None = None
+        # A lone query is fastest on one thread; a batch uses every core.
+        self.batch_threads = len(os.sched_getaffinity(0))
         self.applied_sequence = 0
         self._batcher: MicroBatcher[SubjectHits] | None = (
-            MicroBatcher(self._search_many, _trim_hits, micro_batch) if micro_batch > 1 else None
+            MicroBatcher(self._search_many, _trim_hits, policy.micro_batch) if policy.micro_batch > 1 else None
         )
-        self._faiss = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+        self._backend: ExactBackend | ApproximateBackend = ExactBackend(dimension)
         self._lock = ReadWriteLock()
         self._code_of_subject: dict[str, int] = {}
         self._subject_of_code: list[str | None] = []
         self._templates_of_code: dict[int, np.ndarray] = {}
         self._code_of_template = np.full(1024, -1, dtype=np.int64)
+        self._journal: list[tuple[str, np.ndarray, np.ndarray | None]] | None = None
+        self._builder: threading.Thread | None = None
+        self._deferred = False
+        self.builds = 0
 
     # -- mutation -------------------------------------------------------------------------
     def _code(self, subject_id: str) -> int:
@@ -113,6 +131,16 @@ class VectorIndex:
         grown[: self._code_of_template.size] = self._code_of_template
         self._code_of_template = grown
 
+    def _add_vectors(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self._backend.add(ids, vectors)
+        if self._journal is not None:
+            self._journal.append(("add", ids, vectors))
+
+    def _remove_vectors(self, ids: np.ndarray) -> None:
+        self._backend.remove(ids)
+        if self._journal is not None:
+            self._journal.append(("remove", ids, None))
+
     def _remove_locked(self, subject_id: str) -> int:
         code = self._code_of_subject.pop(subject_id, None)
         if code is None:
@@ -120,7 +148,7 @@ class VectorIndex:
         self._subject_of_code[code] = None
         ids = self._templates_of_code.pop(code, np.empty(0, dtype=np.int64))
         if ids.size:
-            self._faiss.remove_ids(ids)
+            self._remove_vectors(ids)
             self._code_of_template[ids] = -1
         return int(ids.size)
 
@@ -133,19 +161,20 @@ class VectorIndex:
             if ids.size:
                 code = self._code(subject_id)
                 self._grow_to(int(ids.max()))
-                self._faiss.add_with_ids(vectors, ids)
+                self._add_vectors(ids, vectors)
                 self._code_of_template[ids] = code
                 self._templates_of_code[code] = ids
             self.applied_sequence = max(self.applied_sequence, sequence)
+        self._maybe_build()
 
     def add_many(self, subject_ids: list[str], template_ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Bulk-add templates of subjects not yet indexed (rebuild from the store)."""
+        """Bulk-add templates of subjects not yet indexed (rebuild from the store, bulk loads)."""
         ids = np.ascontiguousarray(template_ids, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         with self._lock.writing():
             codes = np.fromiter((self._code(s) for s in subject_ids), dtype=np.int64, count=len(subject_ids))
             self._grow_to(int(ids.max()) if ids.size else 0)
-            self._faiss.add_with_ids(vectors, ids)
+            self._add_vectors(ids, vectors)
             self._code_of_template[ids] = codes
             order = np.argsort(codes, kind="stable")
             sorted_codes = codes[order]
@@ -154,6 +183,7 @@ class VectorIndex:
                 code = int(sorted_codes[start])
                 previous = self._templates_of_code.get(code)
                 self._templates_of_code[code] = group if previous is None else np.concatenate([previous, group])
+        self._maybe_build()
 
     def remove_subject(self, subject_id: str, sequence: int = 0) -> int:
         """Remove every template of a subject; returns how many were removed."""
@@ -166,10 +196,112 @@ class VectorIndex:
         with self._lock.writing():
             self.applied_sequence = max(self.applied_sequence, sequence)
 
+    # -- approximate builds ---------------------------------------------------------------
+    def _needs_build(self) -> bool:
+        backend = self._backend
+        if isinstance(backend, ApproximateBackend):
+            return backend.ntotal >= self.policy.regrow_factor * backend.trained_on
+        return self.policy.wants_approximate(backend.ntotal)
+
+    @contextmanager
+    def bulk_loading(self):
+        """Defer approximate builds until a bulk load is complete: one build instead of one per doubling."""
+        self._deferred = True
+        try:
+            yield self
+        finally:
+            self._deferred = False
+        self._maybe_build()
+
+    def apply_policy(self) -> None:
+        """Start the approximate build the policy asks for, if any (after loading an exact snapshot)."""
+        self._maybe_build()
+
+    def _maybe_build(self) -> None:
+        if self._deferred or self._builder is not None or not self._needs_build():
+            return
+        if not self.policy.background_build:
+            self._build()
+            return
+        with self._lock.reading():
+            if self._builder is not None:
+                return
+            self._builder = threading.Thread(target=self._build, name="index-build", daemon=True)
+        self._builder.start()
+
+    def _build(self) -> None:
+        """Train and fill a new approximate backend off the lock, then swap it in."""
+        try:
+            with self._lock.reading():
+                # No writer runs while we copy and start the journal, so copy + journal miss nothing;
+                # searches go on.
+                current = self._backend
+                if isinstance(current, ApproximateBackend):
+                    ids = np.flatnonzero(self._code_of_template >= 0).astype(np.int64)
+                    vectors = None  # read from the shared slots below, in chunks
+                else:
+                    ids, vectors = current.contents()
+                self._journal = []
+            started = time.monotonic()
+            with _omp_threads(self.policy.build_threads):
+                if vectors is None:
+                    vectors = np.vstack([current.vectors(ids[i : i + 65_536]) for i in range(0, ids.size, 65_536)])
+                    fresh = ApproximateBackend.train(self.dimension, ids, vectors, self.policy, current.slots, shared_slots=True)
+                else:
+                    self._building_file = self._new_vector_file()
+                    slots = VectorSlots(self.dimension, self._building_file, capacity=ids.size + ids.size // 4)
+                    fresh = ApproximateBackend.train(self.dimension, ids, vectors, self.policy, slots)
+            del vectors
+            with self._lock.writing():
+                for op, op_ids, op_vectors in self._journal:
+                    if op == "add":
+                        fresh.replay_add(op_ids, op_vectors)
+                    else:
+                        fresh.replay_remove(op_ids)
+                self._journal = None
+                self._backend = fresh
+                self.builds += 1
+            log.info(
+                "approximate index swapped in",
+                extra={"model": self.model_id, "templates": fresh.ntotal, "index": fresh.kind, "build_s": round(time.monotonic() - started, 1)},
+            )
+        except Exception:
+            log.exception("building the approximate index failed; staying on the current one")
+            with self._lock.writing():
+                self._journal = None
+            return
+        finally:
+            self._builder = None
+            self._building_file = None
+        self._maybe_build()
+
+    def _new_vector_file(self) -> Path | None:
+        if self.vector_dir is None:
+            return None
+        return self.vector_dir / f"{self.model_id.replace('/', '_')}-{secrets.token_hex(6)}.vectors"
+
+    def _remove_stale_vector_files(self, keep: Path | None) -> None:
+        """After a snapshot: vector files neither it nor a running build refers to are garbage."""
+        if self.vector_dir is None or not self.vector_dir.is_dir():
+            return
+        for path in self.vector_dir.glob("*.vectors"):
+            if path not in (keep, self._building_file):
+                path.unlink(missing_ok=True)
+
+    def wait_for_build(self, timeout: float | None = None) -> None:
+        """Block until a background build (if any) has been swapped in: tests and benchmarks."""
+        builder = self._builder
+        if builder is not None:
+            builder.join(timeout)
+
     # -- queries --------------------------------------------------------------------------
     @property
     def size(self) -> int:
-        return int(self._faiss.ntotal)
+        return self._backend.ntotal
+
+    @property
+    def index_type(self) -> str:
+        return self._backend.kind
 
     @property
     def subject_count(self) -> int:
@@ -189,20 +321,21 @@ class VectorIndex:
         return self._search_many(queries, top_subjects)
 
     def _search_many(self, queries: np.ndarray, top_subjects: int) -> list[SubjectHits]:
-        """Exact search of a batch of queries.
+        """Search a batch of queries.
 
-        A subject may own several templates, so we ask FAISS for more hits than subjects and
-        widen until enough distinct subjects are found or the index is exhausted: any subject
-        not seen among the top k templates ranks below every subject that was.
+        A subject may own several templates, so we ask for more hits than subjects and widen
+        until enough distinct subjects are found or the index is exhausted: any subject not
+        seen among the top k templates ranks below every subject that was.
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dimension)
         with self._lock.reading(), _threads_for(queries.shape[0], self.batch_threads):
-            total = self.size
+            backend = self._backend
+            total = backend.ntotal
             if total == 0 or top_subjects <= 0:
                 return [SubjectHits([], np.empty(0, dtype=np.float32)) for _ in range(queries.shape[0])]
             k = min(total, max(2 * top_subjects, 16))
             while True:
-                similarities, template_ids = self._faiss.search(queries, k)
+                similarities, template_ids = backend.search(queries, k)
                 codes = np.where(template_ids >= 0, self._code_of_template[np.maximum(template_ids, 0)], -1)
                 best_sims, best_codes = native.best_per_subject(similarities, codes, top_subjects)
                 found = (best_codes >= 0).sum(axis=1)
@@ -222,32 +355,44 @@ class VectorIndex:
             code = self._code_of_subject.get(subject_id)
             if code is None:
                 return np.empty((0, self.dimension), dtype=np.float32)
-            ids = self._templates_of_code[code]
-            return np.vstack([self._faiss.reconstruct(int(i)) for i in ids])
+            return self._backend.vectors(self._templates_of_code[code])
 
     def memory_bytes(self) -> int:
-        """Bytes held per the index's own structures: vectors, FAISS id map, our id map."""
-        return self.size * (self.dimension * 4 + 8 + 8) + self._code_of_template.nbytes
+        """Bytes of process memory the index holds: the backend's structures and our id map."""
+        return self._backend.memory_bytes() + self._code_of_template.nbytes
 
     # -- snapshots ------------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        """Write a snapshot atomically (temp file, fsync, rename), consistent with ``applied_sequence``."""
+        """Write a snapshot atomically (temp file, fsync, rename), consistent with ``applied_sequence``.
+
+        An approximate index refers to its vector file rather than copying it: the file holds
+        every vector the snapshot names, and replaying the log tail rewrites any slot reused since.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         with self._lock.reading():
             codes = list(self._templates_of_code)
+            backend = self._backend
             payload = {
                 "format": np.array(SNAPSHOT_FORMAT),
                 "dimension": np.array(self.dimension),
                 "model_id": np.array(self.model_id),
                 "sequence": np.array(self.applied_sequence),
-                "index": faiss.serialize_index(self._faiss),
                 "subjects": np.array([self._subject_of_code[c] for c in codes], dtype=str),
                 "counts": np.array([self._templates_of_code[c].size for c in codes], dtype=np.int64),
                 "template_ids": (
                     np.concatenate([self._templates_of_code[c] for c in codes]) if codes else np.empty(0, np.int64)
                 ),
             }
+            vector_file = backend.slots.path if isinstance(backend, ApproximateBackend) else None
+            if isinstance(backend, ApproximateBackend):
+                backend.slots.flush()
+                payload.update(backend.slots.state())
+                payload["vector_file"] = np.array(vector_file.name if vector_file else "")
+                payload["approximate"] = faiss.serialize_index(backend.ivf)
+                payload["trained_on"] = np.array(backend.trained_on)
+            else:
+                payload["index"] = faiss.serialize_index(backend.faiss)
         with open(tmp, "wb") as handle:
             np.savez(handle, **payload)
             handle.flush()
@@ -258,18 +403,32 @@ class VectorIndex:
             os.fsync(directory)
         finally:
             os.close(directory)
+        self._remove_stale_vector_files(keep=vector_file)
 
     @classmethod
-    def load(cls, path: Path, dimension: int, model_id: str, micro_batch: int = 32) -> "VectorIndex | None":
-        """Load a snapshot, or ``None`` when it is absent, unreadable or for another model."""
+    def load(
+        cls, path: Path, dimension: int, model_id: str, policy: IndexPolicy = IndexPolicy(), vector_dir: Path | None = None
+    ) -> "VectorIndex | None":
+        """Load a snapshot, or ``None`` when it is absent, unreadable, for another model or missing its vectors."""
         try:
             with np.load(path, allow_pickle=False) as data:
                 if int(data["format"]) != SNAPSHOT_FORMAT:
                     return None
                 if int(data["dimension"]) != dimension or str(data["model_id"]) != model_id:
                     return None
-                index = cls(dimension, model_id, micro_batch)
-                index._faiss = faiss.deserialize_index(data["index"])
+                if "approximate" in data and policy.approximate_from == 0:
+                    return None  # the operator asked for exact search: rebuild from the store
+                index = cls(dimension, model_id, policy, vector_dir)
+                if "approximate" in data:
+                    name = str(data["vector_file"])
+                    vector_file = vector_dir / name if vector_dir is not None and name else None
+                    slots = VectorSlots.restore(dimension, vector_file, data)
+                    if slots is None:
+                        return None
+                    ivf = faiss.deserialize_index(data["approximate"])
+                    index._backend = ApproximateBackend(ivf, slots, policy, int(data["trained_on"]))
+                else:
+                    index._backend = ExactBackend(dimension, faiss.deserialize_index(data["index"]))
                 index.applied_sequence = int(data["sequence"])
                 subjects = [str(s) for s in data["subjects"]]
                 counts = data["counts"]
@@ -282,7 +441,7 @@ class VectorIndex:
         index._code_of_template[template_ids] = np.asarray(codes, dtype=np.int64)[owners]
         for code, group in zip(codes, np.split(template_ids, np.cumsum(counts)[:-1])):
             index._templates_of_code[code] = group
-        if index._faiss.ntotal != template_ids.size:
+        if index.size != template_ids.size:
             return None
         return index
 
@@ -292,14 +451,16 @@ def _trim_hits(hits: SubjectHits, top: int) -> SubjectHits:
 
 
 @contextmanager
-def _threads_for(queries: int, batch_threads: int):
-    """OpenMP thread count for one FAISS call, restored afterwards (the setting is per thread)."""
-    if queries < 2 or batch_threads <= 1:
-        yield
-        return
+def _omp_threads(threads: int):
+    """OpenMP thread count for the FAISS calls inside, restored afterwards (the setting is per thread)."""
     previous = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(batch_threads)
+    faiss.omp_set_num_threads(max(1, threads))
     try:
         yield
     finally:
         faiss.omp_set_num_threads(previous)
+
+
+def _threads_for(queries: int, batch_threads: int):
+    """A lone query on the caller's (single) thread; a batch on every core."""
+    return _omp_threads(batch_threads) if queries >= 2 and batch_threads > 1 else nullcontext()

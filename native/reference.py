@@ -34,3 +34,25 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` largest scores, best first; ties keep their input order."""
     order = np.argsort(-scores.astype(np.float64), kind="stable")
     return order[:k].astype(np.int64)
+
+
+def rescore(queries: np.ndarray, candidates: np.ndarray, slot_of: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Re-score candidate ids exactly against their float32 vectors; best ``k`` per row, best first.
+
+    Ids that are −1, beyond ``slot_of`` or without a slot are skipped; ties keep input order;
+    rows are padded with similarity −inf and id −1.
+    """
+    n = queries.shape[0]
+    out_sims = np.full((n, k), -np.inf, dtype=np.float32)
+    out_ids = np.full((n, k), -1, dtype=np.int64)
+    for row in range(n):
+        ids = candidates[row]
+        ok = (ids >= 0) & (ids < slot_of.size)
+        ids = ids[ok]
+        slots = slot_of[ids]
+        ids, slots = ids[slots >= 0], slots[slots >= 0]
+        sims = (vectors[slots] @ queries[row]).astype(np.float32)
+        order = np.argsort(-sims.astype(np.float64), kind="stable")[:k]
+        out_sims[row, : order.size] = sims[order]
+        out_ids[row, : order.size] = ids[order]
+    return out_sims, out_ids

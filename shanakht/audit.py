@@ -40,11 +40,18 @@ class AuditTrail:
         self._thread = threading.Thread(target=self._write, name="audit-writer", daemon=True)
         self._thread.start()
 
-    def record(self, payload: dict[str, Any]) -> AuditRecord:
-        """Append one record and return once it is durable."""
+    def submit(self, payload: dict[str, Any]) -> Future:
+        """Queue one record; the future resolves once it is durable (lets a stream wait for many at once)."""
         payload.setdefault("time", time.time())
         future: Future = Future()
         self._queue.put((payload, future))
+        return future
+
+    def record(self, payload: dict[str, Any]) -> AuditRecord:
+        """Append one record and return once it is durable."""
+        return self.wait(self.submit(payload))
+
+    def wait(self, future: Future) -> AuditRecord:
         try:
             return future.result(timeout=self.wait_s)
         except StoreUnavailable:

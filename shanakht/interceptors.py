@@ -8,9 +8,12 @@ rate-limits, authorizes, redacts what a role may not see, and writes the audit r
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 
 import grpc
@@ -100,6 +103,8 @@ def _guarded(method: str, context: grpc.ServicerContext) -> Iterator[None]:
     code = grpc.StatusCode.OK
     try:
         yield
+        # Server-side time, so load tests can tell the server's share from the client's and the network's.
+        context.set_trailing_metadata((("server-timing", f"total;dur={(time.perf_counter() - started) * 1e3:.3f}"),))
     except ShanakhtError as error:
         code = status_for(error)
         context.abort(code, str(error))
@@ -179,6 +184,9 @@ class AccessInterceptor(grpc.ServerInterceptor):
         return self.authenticator.from_key(key)
 
     def _record(self, principal: Principal, method: str, request, response, status: grpc.StatusCode, context) -> None:
+        self.audit.wait(self._submit(principal, method, request, response, status, context))
+
+    def _submit(self, principal: Principal, method: str, request, response, status: grpc.StatusCode, context) -> Future:
         samples = getattr(request, "samples", None)
         galleries = _GALLERIES_OF[method](request) or []
         payload = {
@@ -193,7 +201,7 @@ class AccessInterceptor(grpc.ServerInterceptor):
             "peer": context.peer(),
             **_audit_result(method, request, response),
         }
-        self.audit.record(payload)
+        return self.audit.submit(payload)
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -251,15 +259,68 @@ class AccessInterceptor(grpc.ServerInterceptor):
                         requests.append(request)
                         yield request
 
-                for response in behaviour(checked(), context):
-                    request = requests[response.index]
-                    requests[response.index] = None  # acknowledged: free it
-                    status = grpc.StatusCode.OK if response.status_code == 0 else _STATUS_BY_VALUE[response.status_code]
-                    self._record(principal, method, request, response, status, context)
-                    yield response
+                # Acknowledgements go out once their audit records are durable.  Waiting per item
+                # would cost one fsync each; the responses that are ready together wait together.
+                for burst in _bursts(behaviour(checked(), context)):
+                    futures = []
+                    for response in burst:
+                        request = requests[response.index]
+                        requests[response.index] = None  # acknowledged: free it
+                        status = grpc.StatusCode.OK if response.status_code == 0 else _STATUS_BY_VALUE[response.status_code]
+                        futures.append(self._submit(principal, method, request, response, status, context))
+                    for future in futures:
+                        self.audit.wait(future)
+                    yield from burst
 
             return grpc.stream_stream_rpc_method_handler(stream, handler.request_deserializer, handler.response_serializer)
         return handler
+
+
+def _bursts(responses: Iterator, limit: int = 1024) -> Iterator[list]:
+    """Run a response generator on its own thread; yield what it has produced so far, in lists.
+
+    The producer keeps working while the consumer waits (on audit durability), so each wait
+    covers everything produced meanwhile.  Closing this generator stops the producer.
+    """
+    ready: queue.Queue = queue.Queue(maxsize=limit)
+    stop = threading.Event()
+    end = object()
+
+    def produce() -> None:
+        try:
+            for response in responses:
+                while not stop.is_set():
+                    try:
+                        ready.put(response, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    responses.close()
+                    return
+            ready.put(end)
+        except BaseException as error:  # re-raised in the consumer, where gRPC maps it
+            ready.put(error)
+
+    threading.Thread(target=produce, name="stream-responses", daemon=True).start()
+    try:
+        while True:
+            burst = [ready.get()]
+            while len(burst) < limit:
+                try:
+                    burst.append(ready.get_nowait())
+                except queue.Empty:
+                    break
+            finished = burst[-1] is end or isinstance(burst[-1], BaseException)
+            tail = burst.pop() if finished else None
+            if burst:
+                yield burst
+            if isinstance(tail, BaseException):
+                raise tail
+            if finished:
+                return
+    finally:
+        stop.set()
 
 
 _STATUS_BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}

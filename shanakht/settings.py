@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from matcher.policy import IndexPolicy
+
 DEFAULT_FACE_MODEL = "faceplugin-fr_feature@0.0.1"
 DEFAULT_FACE_DIMENSION = 512
 
@@ -35,6 +37,12 @@ class Settings:
         default=1, metadata={"help": "FAISS threads per search (1 is fastest for lone queries on few cores)"}
     )
     micro_batch: int = field(default=32, metadata={"help": "concurrent searches of one index joined into one FAISS call, at most (0/1: off)"})
+    approximate_from: int = field(
+        default=100_000, metadata={"help": "templates from which an index turns approximate: IVF-SQ8, candidates re-scored exactly (0: always exact)"}
+    )
+    probe_fraction: float = field(default=1 / 32, metadata={"help": "share of IVF lists probed per query (recall vs speed)"})
+    rescore_factor: int = field(default=2, metadata={"help": "IVF candidates re-scored exactly per template asked for"})
+    index_build_threads: int = field(default=1, metadata={"help": "threads that build approximate indexes in the background"})
     blas_threshold: int = field(default=8, metadata={"help": "FAISS uses BLAS from this many queries per call (its default 20 is tuned for big batches)"})
     snapshot_interval_s: float = field(default=300.0, metadata={"help": "seconds between index snapshots (0: only at shutdown)"})
     shutdown_grace_s: float = field(default=10.0, metadata={"help": "seconds to drain RPCs on SIGTERM"})
@@ -71,6 +79,16 @@ class Settings:
     @property
     def admin_key_path(self) -> Path:
         return self.data_dir / "admin.key"
+
+    @property
+    def index_policy(self) -> IndexPolicy:
+        return IndexPolicy(
+            micro_batch=self.micro_batch,
+            approximate_from=self.approximate_from,
+            probe_fraction=self.probe_fraction,
+            rescore_factor=self.rescore_factor,
+            build_threads=self.index_build_threads,
+        )
 
     @property
     def gallery_names(self) -> list[str]:

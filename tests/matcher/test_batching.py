@@ -10,13 +10,14 @@ import pytest
 
 from matcher.batching import MicroBatcher
 from matcher.index import VectorIndex
+from matcher.policy import IndexPolicy
 from tests.conftest import noisy, unit_vectors
 
 
 def test_concurrent_searches_match_sequential_ones_and_are_batched():
     vectors = unit_vectors(20_000, 64, seed=3)
-    batched = VectorIndex(64, "m", micro_batch=32)
-    alone = VectorIndex(64, "m", micro_batch=0)
+    batched = VectorIndex(64, "m", IndexPolicy(micro_batch=32))
+    alone = VectorIndex(64, "m", IndexPolicy(micro_batch=0))
     for index in (batched, alone):
         for start in range(0, len(vectors), 5000):
             ids = np.arange(start, start + 5000)

@@ -50,3 +50,29 @@ def test_top_k_matches_reference(n, k):
 def test_top_k_with_infinities():
     scores = np.array([-np.inf, 1.0, np.inf, 1.0, -np.inf], dtype=np.float32)
     assert native.top_k(scores, 5).tolist() == reference.top_k(scores, 5).tolist() == [2, 1, 3, 0, 4]
+
+
+@pytest.mark.parametrize("n, width, k", [(1, 40, 20), (8, 80, 20), (3, 10, 30), (2, 5, 0)])
+def test_rescore_matches_reference(n, width, k):
+    rng = np.random.default_rng(n * width + k)
+    vectors = rng.standard_normal((300, 32)).astype(np.float32)
+    slot_of = np.full(500, -1, dtype=np.int64)
+    live = rng.choice(500, 300, replace=False)
+    slot_of[live] = rng.permutation(300)
+    queries = rng.standard_normal((n, 32)).astype(np.float32)
+    # live ids, removed ids (no slot), −1 padding and ids past the map
+    candidates = rng.choice(np.r_[live, [-1, -1, 499, 10_000]], (n, width)).astype(np.int64)
+    sims, ids = native.rescore(queries, candidates, slot_of, vectors, k)
+    ref_sims, ref_ids = reference.rescore(queries, candidates, slot_of, vectors, k)
+    np.testing.assert_allclose(sims, ref_sims, rtol=1e-5, atol=1e-5)
+    same_score = np.isclose(sims, ref_sims, atol=1e-5)
+    assert np.all((ids == ref_ids) | same_score)  # the order of near-equal floats may differ
+    with np.errstate(invalid="ignore"):  # −inf − −inf in the padding
+        assert np.all(np.diff(sims, axis=1)[np.isfinite(sims[:, 1:])] <= 0)
+
+
+def test_rescore_refuses_mismatched_shapes():
+    with pytest.raises(ValueError):
+        native.rescore(np.zeros((2, 4), np.float32), np.zeros((3, 5), np.int64), np.zeros(5, np.int64), np.zeros((5, 4), np.float32), 3)
+    with pytest.raises(ValueError):
+        native.rescore(np.zeros((1, 4), np.float32), np.zeros((1, 5), np.int64), np.zeros(5, np.int64), np.zeros((5, 8), np.float32), 3)
