@@ -37,8 +37,8 @@ if str(REPO) not in sys.path:
 from benchmarks.results import markdown_table, write_section  # noqa: E402
 from enrollment.datasets import default_data_dir  # noqa: E402
 from enrollment.finger.evaluation import FVC_SETS, caching_extractor, default_cache_dir, extract_set  # noqa: E402
-from enrollment.finger.iso19794 import from_iso, to_iso  # noqa: E402
-from enrollment.finger.template import FingerTemplate  # noqa: E402
+from matcher.finger.iso19794 import from_iso, to_iso  # noqa: E402
+from matcher.finger.template import FingerTemplate  # noqa: E402
 from matcher.finger.descriptors import prepare  # noqa: E402
 from matcher.finger.index import FingerIndex  # noqa: E402
 from matcher.finger.matching import match  # noqa: E402

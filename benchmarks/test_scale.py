@@ -33,6 +33,9 @@ from shanakht.settings import DEFAULT_FACE_DIMENSION as DIM
 from shanakht.v1 import identity_pb2 as pb
 from tests.conftest import DATA, ServerProcess, template_sample
 
+# Building and loading a million templates takes many minutes on 2 cores: no per-test timeout here.
+pytestmark = pytest.mark.timeout(0)
+
 PER_SUBJECT = 2
 SIGMA = 0.7  # sample = centre + σ·noise/√d: sample-to-sample cosine 1/(1+σ²) ≈ 0.67
 PHOTOS = DATA / "face" / "five_celebrities"

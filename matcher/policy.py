@@ -16,6 +16,8 @@ class IndexPolicy:
     """Index choice and search knobs; see ``shanakht.settings`` for the operator-facing flags."""
 
     micro_batch: int = 32
+    # OpenMP threads for a micro-batch of queries (0: every core); a lone query always uses one.
+    batch_threads: int = 0
     # Templates from which an index turns approximate (0: always exact).
     approximate_from: int = 100_000
     # IVF lists probed per query, as a fraction of the lists: 1/32 kept rank-1 identity

@@ -37,6 +37,7 @@ class Settings:
         default=1, metadata={"help": "FAISS threads per search (1 is fastest for lone queries on few cores)"}
     )
     micro_batch: int = field(default=32, metadata={"help": "concurrent searches of one index joined into one FAISS call, at most (0/1: off)"})
+    batch_threads: int = field(default=0, metadata={"help": "FAISS threads for a micro-batch of concurrent searches (0: every core)"})
     approximate_from: int = field(
         default=100_000, metadata={"help": "templates from which an index turns approximate: IVF-SQ8, candidates re-scored exactly (0: always exact)"}
     )
@@ -84,6 +85,7 @@ class Settings:
     def index_policy(self) -> IndexPolicy:
         return IndexPolicy(
             micro_batch=self.micro_batch,
+            batch_threads=self.batch_threads,
             approximate_from=self.approximate_from,
             probe_fraction=self.probe_fraction,
             rescore_factor=self.rescore_factor,

@@ -1,19 +1,11 @@
-"""Fingerprint enrollment: image bytes → minutiae template (LEADER), quality, ISO 19794-2 records."""
+"""Fingerprint enrollment: image bytes → minutiae template (LEADER) and quality.
 
-from enrollment.finger.errors import InvalidIsoRecord, LowFingerQuality, NoFingerprint
-from enrollment.finger.iso19794 import from_iso, to_iso
+Templates and their ISO 19794-2 records belong to the matcher (``matcher.finger``), which must
+read stored records without depending on this package.
+"""
+
+from enrollment.finger.errors import LowFingerQuality, NoFingerprint
 from enrollment.finger.pipeline import FingerExtractor, FingerResult
 from enrollment.finger.quality import FingerQuality
-from enrollment.finger.template import FingerTemplate
 
-__all__ = [
-    "FingerExtractor",
-    "FingerQuality",
-    "FingerResult",
-    "FingerTemplate",
-    "InvalidIsoRecord",
-    "LowFingerQuality",
-    "NoFingerprint",
-    "from_iso",
-    "to_iso",
-]
+__all__ = ["FingerExtractor", "FingerQuality", "FingerResult", "LowFingerQuality", "NoFingerprint"]

@@ -11,9 +11,7 @@ from collections.abc import Sequence
 from enrollment.errors import IMAGE_FIELD, ImageDecodeError, LowQuality
 from matcher.errors import InvalidArgument
 
-ISO_FIELD = "iso_record"
-
-__all__ = ["ISO_FIELD", "ImageDecodeError", "InvalidIsoRecord", "LowFingerQuality", "NoFingerprint"]
+__all__ = ["ImageDecodeError", "LowFingerQuality", "NoFingerprint"]
 
 
 class NoFingerprint(InvalidArgument):
@@ -30,10 +28,3 @@ class LowFingerQuality(LowQuality):
         super().__init__(reasons, field)
         self.detail = self.message = "fingerprint quality too low: " + "; ".join(self.reasons)
         self.args = (self.message,)
-
-
-class InvalidIsoRecord(InvalidArgument):
-    """An ISO/IEC 19794-2 record is malformed (bad magic, length field, truncation, values)."""
-
-    def __init__(self, detail: str, field: str = ISO_FIELD) -> None:
-        super().__init__(field, detail)

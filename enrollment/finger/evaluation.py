@@ -19,7 +19,7 @@ import numpy as np
 from enrollment.datasets import Sample, default_data_dir
 from enrollment.finger.minutiae import QUALITY_THRESHOLD, RawMinutiae
 from enrollment.finger.pipeline import MODEL_ID, FingerExtractor
-from enrollment.finger.template import FingerTemplate
+from matcher.finger.template import FingerTemplate
 from matcher.errors import InvalidArgument
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from enrollment.finger.image import FingerImage, decode_finger, decode_raw
 from enrollment.finger.minutiae import QUALITY_THRESHOLD, LeaderMinutiae, RawMinutiae
 from enrollment.finger.quality import FingerQuality
 from enrollment.finger.segmentation import BlockMap, analyse
-from enrollment.finger.template import FingerTemplate
+from matcher.finger.template import FingerTemplate
 from matcher.errors import InvalidArgument
 
 MODEL_NAME = "leader"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from enrollment.finger.template import FingerTemplate
+from matcher.finger.template import FingerTemplate
 
 RADIUS = 70.0
 NS = 16

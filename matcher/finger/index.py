@@ -22,7 +22,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from enrollment.finger.template import FingerTemplate
+from matcher.finger.template import FingerTemplate
 from matcher.errors import InvalidArgument
 from matcher.finger.descriptors import BITS, WORDS, PreparedTemplate, prepare
 from matcher.finger.matching import match

@@ -7,7 +7,7 @@ nothing in common, typically 20–200 for mates); ``calibration`` turns it into 
 
 from __future__ import annotations
 
-from enrollment.finger.template import FingerTemplate
+from matcher.finger.template import FingerTemplate
 from matcher.finger.descriptors import PreparedTemplate, prepare
 from native import finger_reference as spec
 from native import minutiae as _kernel

@@ -155,3 +155,12 @@ def test_extract_template_normalises_a_template(stub):
 def test_list_galleries_includes_defaults(stub):
     names = [g.name for g in stub.ListGalleries(pb.ListGalleriesRequest()).galleries]
     assert {"watchlist", "criminal_records", "inmates"} <= set(names)
+
+
+def test_every_answer_carries_the_servers_own_time(stub):
+    """The `server-timing` trailer lets load tests separate server time from client and network time."""
+    _, call = stub.Identify.with_call(
+        pb.IdentifyRequest(samples=[template_sample(unit_vectors(1, seed=3)[0])], galleries=["watchlist"], max_candidates=1)
+    )
+    timing = dict(call.trailing_metadata())["server-timing"]
+    assert timing.startswith("total;dur=") and 0.0 < float(timing.split("dur=")[1]) < 10_000

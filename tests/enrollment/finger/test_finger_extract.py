@@ -6,7 +6,7 @@ import numpy as np
 
 from enrollment import models
 from enrollment.finger import minutiae
-from enrollment.finger.iso19794 import from_iso, to_iso
+from matcher.finger.iso19794 import from_iso, to_iso
 
 DB1 = "fvc2002_db1_b/images/fingerprintmatching/FVC2002/DB1_B"
 

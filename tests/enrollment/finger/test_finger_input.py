@@ -9,10 +9,11 @@ import pytest
 from PIL import Image
 
 from enrollment.errors import ImageDecodeError
-from enrollment.finger.errors import InvalidIsoRecord, NoFingerprint
+from enrollment.finger.errors import NoFingerprint
+from matcher.finger.iso19794 import InvalidIsoRecord
 from enrollment.finger.image import decode_finger, decode_raw, wsq_available
-from enrollment.finger.iso19794 import from_iso, to_iso
-from enrollment.finger.template import FingerTemplate
+from matcher.finger.iso19794 import from_iso, to_iso
+from matcher.finger.template import FingerTemplate
 from matcher.errors import InvalidArgument
 
 DB1 = "fvc2002_db1_b/images/fingerprintmatching/FVC2002/DB1_B"

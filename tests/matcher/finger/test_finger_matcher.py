@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from enrollment.finger.iso19794 import from_iso, to_iso
+from matcher.finger.iso19794 import from_iso, to_iso
 from matcher.finger.descriptors import prepare
 from matcher.finger.index import FingerIndex
 from matcher.finger.matching import match

@@ -18,9 +18,17 @@ import struct
 
 import numpy as np
 
-from enrollment.finger.errors import InvalidIsoRecord
-from enrollment.finger.template import MAX_COORD, TEMPLATE_DPI, FingerTemplate
 from matcher.errors import InvalidArgument
+from matcher.finger.template import MAX_COORD, TEMPLATE_DPI, FingerTemplate
+
+ISO_FIELD = "iso_record"
+
+
+class InvalidIsoRecord(InvalidArgument):
+    """An ISO/IEC 19794-2 record is malformed (bad magic, length field, truncation, values)."""
+
+    def __init__(self, detail: str, field: str = ISO_FIELD) -> None:
+        super().__init__(field, detail)
 
 MAGIC = b"FMR\x00"
 VERSION = b" 20\x00"
