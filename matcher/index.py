@@ -108,6 +108,7 @@ class VectorIndex:
         self._code_of_template = np.full(1024, -1, dtype=np.int64)
         self._journal: list[tuple[str, np.ndarray, np.ndarray | None]] | None = None
         self._builder: threading.Thread | None = None
+        self._builder_lock = threading.Lock()
         self._deferred = False
         self.builds = 0
 
@@ -226,11 +227,11 @@ class VectorIndex:
         if not self.policy.background_build:
             self._build()
             return
-        with self._lock.reading():
+        with self._builder_lock:  # writers on several threads may all see the threshold crossed
             if self._builder is not None:
                 return
             self._builder = threading.Thread(target=self._build, name="index-build", daemon=True)
-        self._builder.start()
+            self._builder.start()
 
     def _build(self) -> None:
         """Train and fill a new approximate backend off the lock, then swap it in."""
@@ -342,7 +343,10 @@ class VectorIndex:
                 codes = np.where(template_ids >= 0, self._code_of_template[np.maximum(template_ids, 0)], -1)
                 best_sims, best_codes = native.best_per_subject(similarities, codes, top_subjects)
                 found = (best_codes >= 0).sum(axis=1)
-                if k >= total or found.min() >= min(top_subjects, self.subject_count):
+                # Done when every query has its subjects or has seen all the index can give it
+                # (an approximate search returns fewer hits than asked once its probed lists run out).
+                exhausted = template_ids[:, -1] < 0
+                if k >= total or np.all((found >= min(top_subjects, self.subject_count)) | exhausted):
                     break
                 k = min(total, k * 4)
             names = self._subject_of_code
