@@ -13,10 +13,15 @@ MCC bits, validity, bit counts):
    (the rotation and translation that puts the seed's A minutia on its B minutia).
 3. **Consolidation**: under each alignment, pairs (a, b) that land within ``DIST_TOL`` px (more
    far from the seed: skin stretches) and ``ANGLE_TOL`` of direction are paired one-to-one,
-   greedily by local similarity; the alignment's evidence is the sum of the paired similarities.
-4. **Score** of the best alignment: ``100 · S² / (nA · nB)``-style normalisation, with nA, nB the
-   minutiae counts clamped from below, so that a few strong pairs between small templates do
-   not outrank many pairs between large ones.
+   greedily by local similarity; the alignment's evidence S is the sum of the paired similarities.
+4. **Score** of each alignment: ``100 · S² / (nA · nB)``, with nA, nB the minutiae counts to
+   expect in common — ``OVERLAP_BLEND`` of the way from the template's total to the number of
+   its minutiae that have a minutia of the other print within ``OVERLAP_RADIUS`` px under this
+   alignment (i.e. lie in the overlap of the two prints) — clamped from below by ``MIN_COUNT``
+   so that a few strong pairs between small templates do not outrank many pairs between large
+   ones.  Minutiae outside the overlap cannot be paired, so counting them all penalised genuine
+   pairs of prints that overlap little; counting only the overlap would let an impostor with a
+   tiny chance overlap score high, hence the blend.  The match score is the best alignment's.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ MIN_COMMON_FRACTION = 0.60
 CELLS_IN_RADIUS_BITS = 208 * 6  # in-radius cells (16×16 grid, R = 70) × direction cells
 MIN_COUNT = 12  # templates with fewer minutiae are normalised as if they had this many
 GEOMETRY_WEIGHT = 0.0  # evidence of a geometrically consistent pair whose cylinders disagree (measured: 0 is best)
+OVERLAP_RADIUS = 50.0  # px: a minutia with one of the other print's this close is in the overlap
+OVERLAP_BLEND = 0.5  # 0 = normalise by the totals, 1 = by the overlap counts only
 
 
 def _popcount(words: np.ndarray) -> np.ndarray:
@@ -71,10 +78,12 @@ def seed_pairs(sim: np.ndarray, seeds: int = SEEDS) -> list[tuple[int, int]]:
     return [(i, j) for _, i, j in flat[:seeds]]
 
 
-def consolidate(a, b, sim: np.ndarray, i: int, j: int) -> tuple[float, int]:
-    """(evidence, pairs) of the alignment that maps minutia i of A onto minutia j of B."""
+def consolidate(a, b, sim: np.ndarray, i: int, j: int) -> tuple[float, int, int, int]:
+    """(evidence, pairs, A in overlap, B in overlap) of the alignment mapping minutia i of A onto j of B."""
     dtheta = float(angle_diff(b.theta[j], a.theta[i]))
     c, s = math.cos(dtheta), math.sin(dtheta)
+    overlap2 = OVERLAP_RADIUS * OVERLAP_RADIUS
+    near_a, near_b = set(), set()
     candidates = []
     for p in range(a.size):
         rx, ry = a.x[p] - a.x[i], a.y[p] - a.y[i]
@@ -85,7 +94,11 @@ def consolidate(a, b, sim: np.ndarray, i: int, j: int) -> tuple[float, int]:
         tt = a.theta[p] + dtheta
         for q in range(b.size):
             dx, dy = tx - b.x[q], ty - b.y[q]
-            if dx * dx + dy * dy > tol2:
+            d2 = dx * dx + dy * dy
+            if d2 <= overlap2:
+                near_a.add(p)
+                near_b.add(q)
+            if d2 > tol2:
                 continue
             if abs(float(angle_diff(tt, b.theta[q]))) > ANGLE_TOL:
                 continue
@@ -100,11 +113,15 @@ def consolidate(a, b, sim: np.ndarray, i: int, j: int) -> tuple[float, int]:
         used_b.add(q)
         evidence += -negw
         pairs += 1
-    return evidence, pairs
+    return evidence, pairs, len(near_a), len(near_b)
 
 
-def final_score(evidence: float, na: int, nb: int) -> float:
-    return 100.0 * evidence * evidence / (max(na, MIN_COUNT) * max(nb, MIN_COUNT))
+def final_score(evidence: float, na: int, nb: int, overlap_a: int, overlap_b: int) -> float:
+    ea = OVERLAP_BLEND * overlap_a + (1.0 - OVERLAP_BLEND) * na
+    eb = OVERLAP_BLEND * overlap_b + (1.0 - OVERLAP_BLEND) * nb
+    fa = ea if ea > MIN_COUNT else float(MIN_COUNT)
+    fb = eb if eb > MIN_COUNT else float(MIN_COUNT)
+    return 100.0 * evidence * evidence / (fa * fb)
 
 
 def match(a, b) -> float:
@@ -114,7 +131,8 @@ def match(a, b) -> float:
     sim = local_similarities(a, b)
     best = 0.0
     for i, j in seed_pairs(sim):
-        evidence, _ = consolidate(a, b, sim, i, j)
-        if evidence > best:
-            best = evidence
-    return final_score(best, a.size, b.size)
+        evidence, _, overlap_a, overlap_b = consolidate(a, b, sim, i, j)
+        score = final_score(evidence, a.size, b.size, overlap_a, overlap_b)
+        if score > best:
+            best = score
+    return best

@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Minutiae matcher kernel: MCC local similarities, seed alignments, greedy consolidation.
+"""Minutiae matcher kernel: MCC local similarities, seed alignments, greedy consolidation, overlap-aware normalisation.
 
 Computes exactly what ``native.finger_reference.match`` defines (same operations in the same
 order, so the same float64 score); the tests compare both on real template pairs.  Runs
@@ -80,7 +80,7 @@ def match(
     const double[:] ax, const double[:] ay, const double[:] at, const uint64_t[:, :] abits, const uint64_t[:, :] avalid,
     const double[:] bx, const double[:] by, const double[:] bt, const uint64_t[:, :] bbits, const uint64_t[:, :] bvalid,
     int seeds, double dist_tol, double dist_growth, double angle_tol, double max_dir, double min_common,
-    int min_count, double geometry_weight,
+    int min_count, double geometry_weight, double overlap_radius, double overlap_blend,
 ):
     """Raw score of A against B; see ``native.finger_reference`` for the definition."""
     cdef Py_ssize_t na = ax.shape[0], nb = bx.shape[0]
@@ -93,12 +93,15 @@ def match(
     cdef Candidate* top = <Candidate*>malloc((seeds + 1) * sizeof(Candidate))
     cdef char* used_a = <char*>malloc(na)
     cdef char* used_b = <char*>malloc(nb)
-    if sim == NULL or cand == NULL or top == NULL or used_a == NULL or used_b == NULL:
-        free(sim); free(cand); free(top); free(used_a); free(used_b)
+    cdef char* near_a = <char*>malloc(na)
+    cdef char* near_b = <char*>malloc(nb)
+    if sim == NULL or cand == NULL or top == NULL or used_a == NULL or used_b == NULL or near_a == NULL or near_b == NULL:
+        free(sim); free(cand); free(top); free(used_a); free(used_b); free(near_a); free(near_b)
         raise MemoryError()
-    cdef Py_ssize_t i, j, p, q, k, n_top = 0, n_cand
-    cdef double best = 0.0, evidence, dtheta, c, s, rx, ry, tx, ty, tol, tol2, tt, dx, dy, value
-    cdef double fa, fb
+    cdef Py_ssize_t i, j, p, q, k, n_top = 0, n_cand, ov_a, ov_b
+    cdef double best = 0.0, evidence, dtheta, c, s, rx, ry, tx, ty, tol, tol2, tt, dx, dy, value, d2
+    cdef double fa, fb, ea, eb, score
+    cdef double ov2 = overlap_radius * overlap_radius
     with nogil:
         _local_similarities(abits, avalid, at, bbits, bvalid, bt, max_dir, min_common, sim)
         # Seeds: the best `seeds` pairs; strict comparison keeps earlier (i, j) first on ties.
@@ -126,6 +129,12 @@ def match(
             s = sin(dtheta)
             n_cand = 0
             for p in range(na):
+                used_a[p] = 0
+                near_a[p] = 0
+            for q in range(nb):
+                used_b[q] = 0
+                near_b[q] = 0
+            for p in range(na):
                 rx = ax[p] - ax[i]
                 ry = ay[p] - ay[i]
                 tx = bx[j] + (c * rx - s * ry)
@@ -136,7 +145,11 @@ def match(
                 for q in range(nb):
                     dx = tx - bx[q]
                     dy = ty - by[q]
-                    if dx * dx + dy * dy > tol2:
+                    d2 = dx * dx + dy * dy
+                    if d2 <= ov2:
+                        near_a[p] = 1
+                        near_b[q] = 1
+                    if d2 > tol2:
                         continue
                     if fabs(_angle_diff(tt, bt[q])) > angle_tol:
                         continue
@@ -145,10 +158,6 @@ def match(
                     cand[n_cand].q = <int>q
                     n_cand += 1
             qsort(cand, n_cand, sizeof(Candidate), _by_weight)
-            for p in range(na):
-                used_a[p] = 0
-            for q in range(nb):
-                used_b[q] = 0
             evidence = 0.0
             for p in range(n_cand):
                 if used_a[cand[p].p] or used_b[cand[p].q]:
@@ -156,12 +165,23 @@ def match(
                 used_a[cand[p].p] = 1
                 used_b[cand[p].q] = 1
                 evidence += cand[p].weight
-            if evidence > best:
-                best = evidence
-    free(sim); free(cand); free(top); free(used_a); free(used_b)
-    fa = <double>(na if na > min_count else min_count)
-    fb = <double>(nb if nb > min_count else min_count)
-    return 100.0 * best * best / (fa * fb)
+            ov_a = 0
+            ov_b = 0
+            for p in range(na):
+                ov_a += near_a[p]
+            for q in range(nb):
+                ov_b += near_b[q]
+            # Minutiae counts to normalise by: those in the overlap of the two prints under this
+            # alignment, blended with the totals, clamped from below.
+            ea = overlap_blend * ov_a + (1.0 - overlap_blend) * na
+            eb = overlap_blend * ov_b + (1.0 - overlap_blend) * nb
+            fa = ea if ea > min_count else <double>min_count
+            fb = eb if eb > min_count else <double>min_count
+            score = 100.0 * evidence * evidence / (fa * fb)
+            if score > best:
+                best = score
+    free(sim); free(cand); free(top); free(used_a); free(used_b); free(near_a); free(near_b)
+    return best
 
 
 def similarity_matrix(

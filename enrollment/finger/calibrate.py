@@ -31,7 +31,7 @@ from matcher.calibration import Calibration
 log = logging.getLogger(__name__)
 
 TABLE_PATH = Path(__file__).resolve().parent.parent / "calibration" / "finger.toml"
-MATCHER_ID = f"shanakht-mcc-consolidation@1+{MODEL_ID}"
+MATCHER_ID = f"shanakht-mcc-consolidation@2+{MODEL_ID}"  # @2: overlap-normalised score
 DISTRACTOR_SET = "socofing_real_distractors"
 MAX_RAW = 10_000.0
 

@@ -1,8 +1,8 @@
 """``FingerExtractor``: fingerprint image bytes → ``FingerTemplate`` + quality report.
 
 Steps: decode (and resample to 500 dpi) → block analysis and foreground mask → gates (is this
-a fingerprint at all?) → LEADER on the foreground's bounding box only (the network costs time
-per pixel; FVC DB1 prints are half background) → keep minutiae inside the mask → template.
+a fingerprint at all?) → LEADER on the print's bounding box only (the network costs time
+per pixel; FVC DB1 prints are half background) → keep minutiae inside the print mask → template.
 Gates run *before* the network so that a face photo or a blank page costs milliseconds.
 """
 
@@ -90,7 +90,7 @@ class FingerExtractor:
         timings["minutiae"] = (time.perf_counter() - t) * 1e3
 
         t = time.perf_counter()
-        inside = blocks.mask[raw.y.astype(np.intp), raw.x.astype(np.intp)]
+        inside = blocks.print_mask[raw.y.astype(np.intp), raw.x.astype(np.intp)]
         q = quality_mod.assess(blocks, raw.quality[inside])
         reasons = []
         if q.minutiae < quality_mod.MIN_MINUTIAE:
@@ -107,7 +107,7 @@ class FingerExtractor:
         return FingerResult(template, q, timings)
 
     def _detect_in_foreground(self, gray: np.ndarray, blocks: BlockMap) -> RawMinutiae:
-        ys, xs = np.nonzero(blocks.mask)
+        ys, xs = np.nonzero(blocks.print_mask)
         y0, y1 = max(0, ys.min() - CROP_MARGIN), min(gray.shape[0], ys.max() + 1 + CROP_MARGIN)
         x0, x1 = max(0, xs.min() - CROP_MARGIN), min(gray.shape[1], xs.max() + 1 + CROP_MARGIN)
         raw = self._detector.detect(np.ascontiguousarray(gray[y0:y1, x0:x1]))
@@ -119,7 +119,7 @@ def _gate(blocks: BlockMap) -> None:
     contrasted = int(blocks.foreground.sum())
     if contrasted == 0:
         raise NoFingerprint("the image is blank (no contrast anywhere)")
-    ridge_fraction = float(blocks.ridge_like.sum()) / contrasted
+    ridge_fraction = float((blocks.ridge_like & blocks.foreground).sum()) / contrasted
     area = int(blocks.mask.sum())
     if ridge_fraction < quality_mod.MIN_RIDGE_FRACTION:
         raise NoFingerprint(

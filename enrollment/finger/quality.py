@@ -57,7 +57,7 @@ def assess(blocks: BlockMap, minutia_quality: np.ndarray) -> FingerQuality:
     ridge = blocks.ridge_like
     area_px = int(blocks.mask.sum())
     contrasted = int(blocks.foreground.sum())
-    ridge_fraction = float(ridge.sum() / contrasted) if contrasted else 0.0
+    ridge_fraction = float((ridge & blocks.foreground).sum() / contrasted) if contrasted else 0.0
     clarity = float((blocks.coherence[ridge] * blocks.band_ratio[ridge]).mean()) if ridge.any() else 0.0
     n = int(minutia_quality.size)
     mean_q = float(minutia_quality.mean()) if n else 0.0

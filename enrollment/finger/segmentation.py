@@ -15,7 +15,9 @@ import numpy as np
 
 BLOCK = 16
 WINDOW = 32  # FFT window centred on each block: two ridge periods either way
-MIN_STD = 8.0  # grey levels; below this a block is flat background
+MIN_STD = 8.0  # grey levels; below this a block is flat background (for a print of normal contrast)
+MIN_STD_FLOOR = 3.0  # grey levels; never foreground below this (sensor noise)
+RELATIVE_STD = 0.3  # of the image's 95th-percentile block contrast: a faint print gets a lower bar
 RIDGE_BAND = (1 / 15, 1 / 5)  # cycles per pixel at 500 dpi
 MIN_BAND_RATIO = 0.45
 MIN_COHERENCE = 0.35
@@ -25,12 +27,13 @@ MIN_COHERENCE = 0.35
 class BlockMap:
     """Per-block measurements; ``mask`` is the pixel-level foreground (eroded, holes filled)."""
 
-    foreground: np.ndarray  # bool [BH, BW]
-    ridge_like: np.ndarray  # bool [BH, BW]
+    foreground: np.ndarray  # bool [BH, BW], contrast ≥ MIN_STD
+    ridge_like: np.ndarray  # bool [BH, BW], may include faint blocks below MIN_STD
     coherence: np.ndarray  # float32 [BH, BW], 0–1
     band_ratio: np.ndarray  # float32 [BH, BW], 0–1
     contrast: np.ndarray  # float32 [BH, BW], grey-level std
     mask: np.ndarray  # bool [H, W]
+    print_mask: np.ndarray  # bool [H, W]: where the finger touched (see ``_print_mask``); minutiae are kept here
 
 
 def analyse(gray: np.ndarray) -> BlockMap:
@@ -59,10 +62,40 @@ def analyse(gray: np.ndarray) -> BlockMap:
     total = power[:, :, radius > 0].sum(axis=2)
     band_ratio = (power[:, :, band].sum(axis=2) / np.maximum(total, 1e-6)).astype(np.float32)
 
+    # Faint (dry, low-pressure) prints have ridges of a few grey levels only: the contrast bar
+    # follows the print's own contrast, between MIN_STD_FLOOR and MIN_STD.
+    # ``foreground`` keeps the fixed bar: the gates and the quality score compare against it.
     foreground = contrast >= MIN_STD
-    ridge_like = foreground & (band_ratio >= MIN_BAND_RATIO) & (coherence >= MIN_COHERENCE)
+    textured = contrast >= float(np.clip(RELATIVE_STD * np.percentile(contrast, 95), MIN_STD_FLOOR, MIN_STD))
+    ridge_like = textured & (band_ratio >= MIN_BAND_RATIO) & (coherence >= MIN_COHERENCE)
     mask = _pixel_mask(ridge_like, h, w)
-    return BlockMap(foreground, ridge_like, coherence, band_ratio, contrast, mask)
+    print_mask = _print_mask(textured, ridge_like, h, w)
+    return BlockMap(foreground, ridge_like, coherence, band_ratio, contrast, mask, print_mask)
+
+
+def _print_mask(foreground: np.ndarray, ridge_like: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The finger's contact region: contrasted blocks connected to the ridge-like ones.
+
+    ``mask`` (ridge-like blocks only) leaves out dry, dotted or faint ridges whose spectrum is not
+    clean, though LEADER finds good minutiae there; cropping to it and dropping minutiae outside
+    it cost whole regions of such prints.  Contrasted blocks that connect to the ridge-like
+    region are the finger.
+    """
+    b = foreground.astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    b = cv2.morphologyEx(b, cv2.MORPH_OPEN, kernel)  # isolated noisy blocks are not finger
+    b |= ridge_like.astype(np.uint8)
+    b = cv2.morphologyEx(b, cv2.MORPH_CLOSE, kernel)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(b, connectivity=8)
+    if count > 1:
+        ridge_area = np.bincount(labels[ridge_like].ravel(), minlength=count)[1:]
+        largest = 1 + int(np.argmax(ridge_area if ridge_area.any() else stats[1:, cv2.CC_STAT_AREA]))
+        b = (labels == largest).astype(np.uint8)
+    contours, _ = cv2.findContours(b, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    filled = np.zeros_like(b)
+    cv2.drawContours(filled, contours, -1, 1, thickness=-1)
+    mask = cv2.resize(filled, (filled.shape[1] * BLOCK, filled.shape[0] * BLOCK), interpolation=cv2.INTER_NEAREST)[:h, :w]
+    return mask.astype(bool)
 
 
 def _windows(padded: np.ndarray, bh: int, bw: int) -> np.ndarray:

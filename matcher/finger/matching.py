@@ -21,6 +21,8 @@ _PARAMS = (
     spec.MIN_COMMON_FRACTION * spec.CELLS_IN_RADIUS_BITS,
     spec.MIN_COUNT,
     spec.GEOMETRY_WEIGHT,
+    spec.OVERLAP_RADIUS,
+    spec.OVERLAP_BLEND,
 )
 
 

@@ -45,3 +45,11 @@ def test_iso_round_trip_of_real_templates(db1_templates):
     for template in db1_templates.values():
         back = from_iso(to_iso(template))
         assert back.same_minutiae(template) and back.position == template.position
+
+
+def test_faint_and_dry_prints_keep_minutiae_over_the_whole_print(finger_extractor, finger_data):
+    # fvc_300x300 110_1: ridges a few grey levels deep (the fixed contrast bar found 5% of it);
+    # FVC2002 DB1 110_4: dry, dotted ridges that are not "ridge-like" blocks (the ridge mask kept 11).
+    faint = finger_extractor.extract((finger_data / "fvc_300x300/images/samples/tif/110_1.tif").read_bytes()).template
+    dry = finger_extractor.extract((finger_data / DB1 / "110_4.tif").read_bytes()).template
+    assert faint.size >= 15 and dry.size >= 25
