@@ -8,6 +8,7 @@ nothing of storage or gRPC.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import secrets
@@ -256,12 +257,15 @@ class VectorIndex:
                     slots = VectorSlots(self.dimension, self._building_file, capacity=ids.size + ids.size // 4)
                     fresh = ApproximateBackend.train(self.dimension, ids, vectors, self.policy, slots)
             del vectors
-            with self._lock.writing(), _omp_threads(1):
-                for op, op_ids, op_vectors in self._journal:
-                    if op == "add":
-                        fresh.replay_add(op_ids, op_vectors)
-                    else:
-                        fresh.replay_remove(op_ids)
+            # Catch up with the writes made during the build while searches and writes go on,
+            # then hold the write lock only for the last few and the swap.
+            replayed = 0
+            while len(self._journal) - replayed > 1_000:
+                end = len(self._journal)
+                _replay(fresh, self._journal[replayed:end])
+                replayed = end
+            with self._lock.writing():
+                _replay(fresh, self._journal[replayed:])
                 self._journal = None
                 self._backend = fresh
                 self.builds += 1
@@ -451,6 +455,18 @@ class VectorIndex:
         if index.size != template_ids.size:
             return None
         return index
+
+
+def _replay(backend: ApproximateBackend, journal: list) -> None:
+    """Apply journaled writes in order, runs of the same kind in one FAISS call each."""
+    with _omp_threads(1):
+        for op, group in itertools.groupby(journal, key=lambda entry: entry[0]):
+            entries = list(group)
+            ids = np.concatenate([e[1] for e in entries])
+            if op == "add":
+                backend.replay_add(ids, np.concatenate([e[2] for e in entries]))
+            else:
+                backend.replay_remove(ids)
 
 
 def _trim_hits(hits: SubjectHits, top: int) -> SubjectHits:
