@@ -13,30 +13,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol
 
 import faiss
 import numpy as np
 
 import native
 from matcher.policy import IndexPolicy
-
-
-class Backend(Protocol):
-    kind: str
-
-    @property
-    def ntotal(self) -> int: ...
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
-
-    def remove(self, ids: np.ndarray) -> None: ...
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
-
-    def vectors(self, ids: np.ndarray) -> np.ndarray: ...
-
-    def memory_bytes(self) -> int: ...
 
 
 class ExactBackend:
