@@ -74,7 +74,12 @@ def impostor_scores(data_dir: Path | None, model_dir: Path | None, pairs: int, s
 def calibrate(data_dir: Path | None, model_dir: Path | None, pairs: int = 200_000, path: Path = TABLE_PATH) -> Path:
     impostors, parts = impostor_scores(data_dir, model_dir, pairs)
     sims, scores, max_score = build_table(impostors)
-    sims[0], sims[-1] = 0.0, MAX_RAW  # raw scores live in [0, ∞)
+    # Raw scores live in [0, ∞).  build_table adds a cosine end point (1.0) only when the last
+    # measured point is below 1; raw scores pass 1, so append the clamp instead of overwriting
+    # sims[-1], which would discard the last measured point.
+    sims[0] = 0.0
+    sims.append(MAX_RAW)
+    scores.append(scores[-1])
     if sims[1] <= 0.0:  # more than half of the impostors score exactly 0
         sims[1] = 1e-6
     header = [
