@@ -28,7 +28,10 @@ from prometheus_client import start_http_server
 from enrollment.calibrate import load_calibration
 from enrollment.errors import ModelUnavailable
 from enrollment.face.pipeline import FaceExtractor
+from enrollment.finger.calibrate import load_finger_calibration
+from enrollment.finger.pipeline import FingerExtractor
 from matcher.calibration import Calibration
+from matcher.finger.iso19794 import FORMAT_ID as FINGER_FORMAT_ID
 from matcher.errors import AlreadyExists, InvalidArgument, ShanakhtError
 from matcher.galleries import Enrolled, EnrollItem, Galleries, default_calibration
 from matcher.gallery import Candidate
@@ -38,7 +41,7 @@ from matcher.templates import Modality, Template
 from shanakht import logs
 from shanakht.audit import AuditTrail
 from shanakht.auth import Authenticator, TokenBucket, create_key
-from shanakht.extraction import QUALITY_POLICIES, FaceImages, SampleDecoder
+from shanakht.extraction import QUALITY_POLICIES, FaceImages, FingerImages, SampleDecoder
 from shanakht.interceptors import AccessInterceptor, ErrorsAndMetricsInterceptor, status_for
 from shanakht.settings import Settings
 from shanakht.v1 import identity_pb2 as pb
@@ -217,7 +220,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         t = extracted.template
         return pb.ExtractTemplateResponse(
             template=pb.Template(
-                modality=t.modality.value, model_id=t.model_id, vector=t.vector.astype("<f4").tobytes(), finger_position=t.finger_position
+                modality=t.modality.value, model_id=t.model_id, vector=t.payload(), finger_position=t.finger_position
             ),
             quality=extracted.quality,
         )
@@ -261,7 +264,10 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
 
     @staticmethod
     def default_modalities(settings: Settings) -> tuple[ModalitySpec, ...]:
-        return (ModalitySpec(Modality.FACE, settings.face_model, settings.face_dimension),)
+        return (
+            ModalitySpec(Modality.FACE, settings.face_model, settings.face_dimension),
+            ModalitySpec(Modality.FINGER, FINGER_FORMAT_ID, 0),
+        )
 
     @staticmethod
     def _gallery_message(record: GalleryRecord) -> pb.Gallery:
@@ -393,18 +399,22 @@ def open_store(settings: Settings) -> Store:
 
 
 def load_models(settings: Settings) -> tuple[SampleDecoder, Callable[[ModalitySpec], Calibration]]:
-    """The face pipeline and the calibration tables; refuses to start on a missing or altered model."""
+    """The face and finger pipelines and their calibration tables; refuses to start on a missing or altered model."""
     try:
         face = FaceExtractor(settings.model_dir, threads=settings.model_threads)
         face_calibration = load_calibration("fr_feature")
+        finger = FingerExtractor(settings.model_dir, threads=settings.model_threads)
+        finger_calibration = load_finger_calibration()
     except ModelUnavailable as error:
         raise SystemExit(f"refusing to start: {error} (run `make install` or `python -m enrollment.models fetch`)") from error
     face_model = face.model_id
 
     def calibration_for(spec: ModalitySpec) -> Calibration:
+        if spec.modality is Modality.FINGER:
+            return finger_calibration
         return face_calibration if spec.model_id == face_model else default_calibration(spec)
 
-    return SampleDecoder({Modality.FACE: FaceImages(face)}), calibration_for
+    return SampleDecoder({Modality.FACE: FaceImages(face), Modality.FINGER: FingerImages(finger)}), calibration_for
 
 
 def start(settings: Settings) -> RunningServer:

@@ -186,7 +186,7 @@ def write_scale(figures: dict, n: int, command: str) -> None:
         ),
     ]
     rows = []
-    for key, label in (("scale_latency_approximate", "production (IVF-SQ8 + exact re-scoring)"), ("scale_latency_exact", "exact")):
+    for key, label in (("scale_latency_approximate", "production (IVF-PQ fast scan + exact re-scoring)"), ("scale_latency_exact", "exact")):
         times = figures.get(key)
         if times is None:
             continue
@@ -227,8 +227,8 @@ def write_scale(figures: dict, n: int, command: str) -> None:
     )
     memory_rows = []
     for key, label in (
-        ("scale_memory_compressed", "compressed (IVF-SQ8), after the load tests"),
-        ("scale_memory_after_restart", "compressed (IVF-SQ8), after restart from snapshot"),
+        ("scale_memory_compressed", "compressed (IVF-PQ fast scan), after the load tests"),
+        ("scale_memory_after_restart", "compressed (IVF-PQ fast scan), after restart from snapshot"),
         ("scale_memory_float32", "float32 exact (`--approximate-from 0`), after rebuild from the store"),
     ):
         m = figures.get(key)

@@ -20,7 +20,7 @@ import numpy as np
 
 import native
 from matcher.calibration import Calibration
-from matcher.errors import AlreadyExists, DeadlineExceeded, InvalidArgument, NotFound, ShanakhtError, StoreUnavailable
+from matcher.errors import AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, ShanakhtError, StoreUnavailable
 from matcher.policy import IndexPolicy
 from matcher.gallery import Candidate, Gallery, Verification, check_deadline, validate_gallery_name, validate_subject_id
 from matcher.store.base import (
@@ -32,7 +32,7 @@ from matcher.store.base import (
     StoredTemplate,
     SubjectRecord,
 )
-from matcher.templates import Template
+from matcher.templates import Modality, Template
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,13 @@ class GalleryStatistics:
 
 
 def default_calibration(spec: ModalitySpec) -> Calibration:
+    """Vectors without a measured table: the null model of random unit vectors of that dimension.
+
+    Finger scores have no such model; their table is measured (``enrollment.finger.calibrate``)
+    and must be passed in.
+    """
+    if spec.modality is Modality.FINGER:
+        raise FailedPrecondition(f"finger model {spec.model_id!r} has no calibration; pass calibration_for")
     return Calibration.null_model(spec.dimension)
 
 
@@ -209,7 +216,10 @@ class Galleries:
         for i, spec in enumerate(record.modalities):
             if not spec.model_id:
                 raise InvalidArgument(f"modalities[{i}].model_id", "must not be empty")
-            if not (1 <= spec.dimension <= 4096):
+            if spec.modality is Modality.FINGER:
+                if spec.dimension:
+                    raise InvalidArgument(f"modalities[{i}].dimension", "must be 0 for fingers: finger templates are ISO/IEC 19794-2 records")
+            elif not (1 <= spec.dimension <= 4096):
                 raise InvalidArgument(f"modalities[{i}].dimension", f"must be 1–4096, got {spec.dimension}")
         with self._write_lock:
             if record.name in self._galleries:
@@ -360,4 +370,9 @@ class Galleries:
             return
         with self._write_lock:
             for gallery in self._galleries.values():
+                # Every change up to the cursor is applied, including other galleries' (which this
+                # one has nothing to do with): without this an idle gallery's snapshot would hold
+                # the whole log after it back for replay at the next start.
+                for index in gallery.indexes.values():
+                    index.mark_applied(self._caught_up_to)
                 gallery.save_snapshots()

@@ -18,6 +18,7 @@ import numpy as np
 
 from matcher.calibration import Calibration
 from matcher.errors import DeadlineExceeded, InvalidArgument, NotFound
+from matcher.finger.gallery_index import FingerGalleryIndex, parse_record
 from matcher.index import VectorIndex
 from matcher.policy import IndexPolicy
 from matcher.store.base import Change, GalleryRecord, ModalitySpec, Store, StoredTemplate
@@ -25,6 +26,7 @@ from matcher.templates import Modality, Template
 
 GALLERY_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
 MAX_SUBJECT_ID_LENGTH = 128
+FUSION_DEPTH = 50  # candidates per probe kept for score fusion
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ class Gallery:
         self.policy = policy
         # Snapshots and the float32 vectors of approximate indexes live here (None: memory only).
         self.data_dir = data_dir
-        self.indexes: dict[Modality, VectorIndex] = {spec.modality: self._new_index(spec) for spec in record.modalities}
+        self.indexes: dict[Modality, VectorIndex | FingerGalleryIndex] = {spec.modality: self._new_index(spec) for spec in record.modalities}
         self._subject_sequence: dict[str, int] = {}
         self.calibrations: dict[Modality, Calibration] = {spec.modality: calibration_for(spec) for spec in record.modalities}
 
@@ -110,7 +112,12 @@ class Gallery:
                 f"{field}.model_id",
                 f"{template.model_id!r} does not match gallery {self.name!r}'s {spec.modality.label} model {spec.model_id!r}",
             )
-        if template.vector.shape != (spec.dimension,):
+        if template.modality is Modality.FINGER:
+            try:
+                parse_record(template.vector)
+            except InvalidArgument as error:
+                raise InvalidArgument(f"{field}.vector", f"not a valid ISO/IEC 19794-2 record: {error.detail}") from None
+        elif template.vector.shape != (spec.dimension,):
             raise InvalidArgument(
                 f"{field}.vector", f"expected {spec.dimension} values for model {spec.model_id!r}, got {template.vector.size}"
             )
@@ -134,8 +141,7 @@ class Gallery:
         for modality, index in self.indexes.items():
             mine = [t for t in templates if t.modality is modality]
             ids = np.array([t.template_id for t in mine], dtype=np.int64)
-            vectors = np.array([t.vector for t in mine], dtype=np.float32).reshape(-1, index.dimension)
-            index.set_subject(subject_id, ids, vectors, sequence)
+            index.set_subject(subject_id, ids, index.stack([t.vector for t in mine]), sequence)
 
     def forget_subject(self, subject_id: str, sequence: int) -> None:
         if not self._newer(subject_id, sequence):
@@ -159,8 +165,15 @@ class Gallery:
         if len(self._subject_sequence) > 50_000:
             self._subject_sequence = {s: q for s, q in self._subject_sequence.items() if q > caught_up_to}
 
-    def _new_index(self, spec: ModalitySpec) -> VectorIndex:
+    def _new_index(self, spec: ModalitySpec) -> VectorIndex | FingerGalleryIndex:
+        if spec.modality is Modality.FINGER:
+            return FingerGalleryIndex(spec.model_id)
         return VectorIndex(spec.dimension, spec.model_id, self.policy, self._vector_dir(spec.modality))
+
+    def _load_index(self, spec: ModalitySpec, path: Path) -> VectorIndex | FingerGalleryIndex | None:
+        if spec.modality is Modality.FINGER:
+            return FingerGalleryIndex.load(path, spec.model_id)
+        return VectorIndex.load(path, spec.dimension, spec.model_id, self.policy, self._vector_dir(spec.modality))
 
     def _vector_dir(self, modality: Modality) -> Path | None:
         return None if self.data_dir is None else self.data_dir / self.name / f"{modality.label}-vectors"
@@ -177,7 +190,7 @@ class Gallery:
                     fresh.add_many(
                         [t.subject_id for t in batch],
                         np.array([t.template_id for t in batch], dtype=np.int64),
-                        np.array([t.vector for t in batch], dtype=np.float32),
+                        fresh.stack([t.vector for t in batch]),
                     )
                 fresh.mark_applied(sequence)
             self.indexes[spec.modality] = fresh
@@ -190,12 +203,10 @@ class Gallery:
 
     def load_snapshots(self) -> int | None:
         """Load every modality's snapshot; return the lowest sequence they cover, or ``None``."""
-        loaded: dict[Modality, VectorIndex] = {}
+        loaded: dict[Modality, VectorIndex | FingerGalleryIndex] = {}
         for spec in self.record.modalities:
             path = self._snapshot_path(spec.modality)
-            index = None if path is None else VectorIndex.load(
-                path, spec.dimension, spec.model_id, self.policy, self._vector_dir(spec.modality)
-            )
+            index = None if path is None else self._load_index(spec, path)
             if index is None:
                 return None
             loaded[spec.modality] = index
@@ -208,23 +219,33 @@ class Gallery:
 
     # -- search ---------------------------------------------------------------------------
     def modality_scores(self, probes: Sequence[Template], top: int) -> dict[Modality, dict[str, float]]:
-        """Per modality, each candidate subject's best calibrated score over the probes of that modality."""
+        """Per modality, each candidate subject's calibrated score over the probes of that modality.
+
+        Several face photos are views of one face: the best counts.  Several fingers are
+        independent evidence: their scores add (``-log10`` of independent FMRs multiply), so
+        two fingers that each match moderately outrank one that matches alone.
+        """
         by_modality: dict[Modality, list[Template]] = defaultdict(list)
         for probe in probes:
             by_modality[probe.modality].append(probe)
         scores: dict[Modality, dict[str, float]] = {}
+        # When scores are added, a subject first on the sum may be below ``top`` on one probe alone.
+        depth = top if len(probes) == 1 else max(top, FUSION_DEPTH)
         for modality, group in by_modality.items():
             index = self.indexes.get(modality)
             if index is None:
                 continue
-            best: dict[str, float] = {}
-            hits = index.search(np.stack([p.vector for p in group]), top)
+            fused: dict[str, float] = {}
+            hits = index.search(index.stack([p.vector for p in group]), depth)
             calibration = self.calibrations[modality]
+            add = modality is Modality.FINGER
             for hit in hits:
                 for subject, score in zip(hit.subject_ids, calibration.score(hit.similarities)):
-                    if score > best.get(subject, -math.inf):
-                        best[subject] = float(score)
-            scores[modality] = best
+                    if add:
+                        fused[subject] = fused.get(subject, 0.0) + float(score)
+                    elif score > fused.get(subject, -math.inf):
+                        fused[subject] = float(score)
+            scores[modality] = fused
         return scores
 
     def identify(self, probes: Sequence[Template], top: int) -> list[Candidate]:
@@ -254,11 +275,15 @@ class Gallery:
         modality_scores: dict[str, float] = {}
         for modality, index in self.indexes.items():
             group = [p.vector for p in probes if p.modality is modality]
-            enrolled = index.subject_vectors(subject_id)
-            if not group or enrolled.size == 0:
+            calibration = self.calibrations[modality]
+            if modality is Modality.FINGER:  # independent fingers add up, as in identify
+                if group and index.contains(subject_id):
+                    raw = [index.best_similarity([p], subject_id) for p in group]
+                    modality_scores[modality.label] = float(sum(float(calibration.score(r)) for r in raw))
                 continue
-            best = float(np.max(np.stack(group) @ enrolled.T))
-            modality_scores[modality.label] = float(self.calibrations[modality].score(best))
+            best = index.best_similarity(index.stack(group), subject_id) if group else None
+            if best is not None:
+                modality_scores[modality.label] = float(calibration.score(best))
         score = float(sum(modality_scores.values()))
         threshold = self.threshold_score
         return Verification(score=score, match=score >= threshold, threshold=threshold, modality_scores=modality_scores)

@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from matcher.policy import IndexPolicy
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_FORMAT = 2
+SNAPSHOT_FORMAT = 3  # 3: IVF-PQ fast scan with tombstones
 
 
 class ReadWriteLock:
@@ -205,7 +206,8 @@ class VectorIndex:
     def _needs_build(self) -> bool:
         backend = self._backend
         if isinstance(backend, ApproximateBackend):
-            return backend.ntotal >= self.policy.regrow_factor * backend.trained_on
+            # Retrain at each growth step, and to shed tombstones once they are a tenth of the lists.
+            return backend.ntotal >= self.policy.regrow_factor * backend.trained_on or backend.dead > max(10_000, backend.ntotal // 10)
         return self.policy.wants_approximate(backend.ntotal)
 
     @contextmanager
@@ -321,10 +323,13 @@ class VectorIndex:
     def search(self, queries: np.ndarray, top_subjects: int) -> list[SubjectHits]:
         """The ``top_subjects`` best subjects per query, one (best) template each.
 
-        A lone query joins concurrent ones in one FAISS call (``matcher.batching``).
+        On an exact index a lone query joins concurrent ones in one FAISS call
+        (``matcher.batching``).  An approximate index gains nothing from batches (each query
+        scans its own lists; fast scan was slower per query in batches), so concurrent queries
+        run side by side under the shared read lock instead of queueing behind one leader.
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dimension)
-        if self._batcher is not None and queries.shape[0] == 1:
+        if self._batcher is not None and queries.shape[0] == 1 and isinstance(self._backend, ExactBackend):
             return [self._batcher.search(queries[0], top_subjects)]
         return self._search_many(queries, top_subjects)
 
@@ -359,6 +364,17 @@ class VectorIndex:
                 n = int(found[row])
                 hits.append(SubjectHits([names[c] for c in best_codes[row, :n]], best_sims[row, :n].copy()))
             return hits
+
+    def stack(self, vectors: Sequence[np.ndarray]) -> np.ndarray:
+        """Templates as the ``[n, d]`` float32 matrix every method here takes."""
+        return np.array(vectors, dtype=np.float32).reshape(-1, self.dimension)
+
+    def best_similarity(self, queries: np.ndarray, subject_id: str) -> float | None:
+        """1:1: the highest similarity of any query to any of the subject's templates (``None``: unknown)."""
+        enrolled = self.subject_vectors(subject_id)
+        if enrolled.size == 0 or len(queries) == 0:
+            return None
+        return float(np.max(queries @ enrolled.T))
 
     def subject_vectors(self, subject_id: str) -> np.ndarray:
         """The subject's template vectors (for 1:1 verification), shape ``[n, d]``."""
@@ -402,6 +418,7 @@ class VectorIndex:
                 payload["vector_file"] = np.array(vector_file.name if vector_file else "")
                 payload["approximate"] = faiss.serialize_index(backend.ivf)
                 payload["trained_on"] = np.array(backend.trained_on)
+                payload["tombstones"] = backend.tombstones()
             else:
                 payload["index"] = faiss.serialize_index(backend.faiss)
         with open(tmp, "wb") as handle:
@@ -437,7 +454,7 @@ class VectorIndex:
                     if slots is None:
                         return None
                     ivf = faiss.deserialize_index(data["approximate"])
-                    index._backend = ApproximateBackend(ivf, slots, policy, int(data["trained_on"]))
+                    index._backend = ApproximateBackend(ivf, slots, policy, int(data["trained_on"]), tombstones=data["tombstones"])
                 else:
                     index._backend = ExactBackend(dimension, faiss.deserialize_index(data["index"]))
                 index.applied_sequence = int(data["sequence"])

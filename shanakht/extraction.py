@@ -11,10 +11,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from enrollment.face.pipeline import FaceExtractor, FaceResult
 from enrollment.face.quality import QualityAction, QualityPolicy
+from enrollment.finger.errors import LowFingerQuality
+from enrollment.finger.pipeline import FingerExtractor
 from matcher.errors import InvalidArgument, ModalityUnavailable
-from matcher.templates import Modality, Template, vector_from_bytes
+from matcher.finger.iso19794 import FORMAT_ID as FINGER_FORMAT_ID
+from matcher.finger.iso19794 import to_iso
+from matcher.templates import Modality, Template, record_from_bytes, vector_from_bytes
 from shanakht.v1 import identity_pb2 as pb
 
 #: Gallery quality policies by name: accept with warnings, or refuse what fails the checks.
@@ -77,6 +83,39 @@ class FaceImages:
         ]
 
 
+#: Below this finger quality score (0–100) enrolment warns, or refuses under the "reject" policy:
+#: such prints carry too few reliable minutiae to be found again.
+FINGER_MIN_QUALITY = 20
+
+
+class FingerImages:
+    """Adapter: fingerprint image samples through ``FingerExtractor``, to ISO 19794-2 templates."""
+
+    def __init__(self, extractor: FingerExtractor) -> None:
+        self.extractor = extractor
+
+    def __call__(self, sample: pb.Sample, mode: str, largest_face: bool, policy: str):
+        finger = sample.finger
+        if not finger.image:
+            raise InvalidArgument("finger.image", "is empty")
+        if finger.position > 10:
+            raise InvalidArgument("finger.position", f"must be 0 (unknown) or 1–10, got {finger.position}")
+        try:
+            result = self.extractor.extract(finger.image, position=finger.position, dpi=finger.dpi)
+        except InvalidArgument as error:
+            raise error.under("finger")
+        q = result.quality
+        warnings = []
+        if q.score < FINGER_MIN_QUALITY:
+            reason = f"quality score {q.score} is below {FINGER_MIN_QUALITY}"
+            if mode == "enroll" and policy == "reject":
+                raise LowFingerQuality([reason]).under("finger")
+            warnings.append(reason)
+        record = np.frombuffer(to_iso(result.template), dtype=np.uint8)
+        template = Template(Modality.FINGER, FINGER_FORMAT_ID, record, finger.position)
+        return [(template, pb.QualityReport(accepted=True, warnings=warnings, measures=q.as_dict()), None)]
+
+
 class SampleDecoder:
     """Turns request samples into templates; one image extractor per modality."""
 
@@ -107,7 +146,9 @@ class SampleDecoder:
                 raise InvalidArgument("template.model_id", "must not be empty")
             if t.finger_position > 10:
                 raise InvalidArgument("template.finger_position", f"must be 0–10, got {t.finger_position}")
-            template = Template(Modality(t.modality), t.model_id, vector_from_bytes(t.vector, "template.vector"), t.finger_position)
+            modality = Modality(t.modality)
+            decode = record_from_bytes if modality is Modality.FINGER else vector_from_bytes
+            template = Template(modality, t.model_id, decode(t.vector, "template.vector"), t.finger_position)
             return [(template, pb.QualityReport(accepted=True), None)]
         modality = Modality.FACE if kind == "face" else Modality.FINGER
         extractor = self.extractors.get(modality)

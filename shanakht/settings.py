@@ -39,9 +39,9 @@ class Settings:
     micro_batch: int = field(default=32, metadata={"help": "concurrent searches of one index joined into one FAISS call, at most (0/1: off)"})
     batch_threads: int = field(default=0, metadata={"help": "FAISS threads for a micro-batch of concurrent searches (0: every core)"})
     approximate_from: int = field(
-        default=100_000, metadata={"help": "templates from which an index turns approximate: IVF-SQ8, candidates re-scored exactly (0: always exact)"}
+        default=100_000, metadata={"help": "templates from which an index turns approximate: IVF-PQ fast scan, candidates re-scored exactly (0: always exact)"}
     )
-    probe_fraction: float = field(default=1 / 32, metadata={"help": "share of IVF lists probed per query (recall vs speed)"})
+    probe_fraction: float = field(default=1 / 8, metadata={"help": "share of IVF lists probed per query (recall vs speed)"})
     rescore_factor: int = field(default=2, metadata={"help": "IVF candidates re-scored exactly per template asked for"})
     index_build_threads: int = field(default=1, metadata={"help": "threads that build approximate indexes in the background"})
     blas_threshold: int = field(default=8, metadata={"help": "FAISS uses BLAS from this many queries per call (its default 20 is tuned for big batches)"})

@@ -68,13 +68,21 @@ class FingerIndex:
         sequence: int = 0,
     ) -> None:
         """Make ``subject_id``'s finger templates exactly these (idempotent on replay)."""
+        self._put(subject_id, templates, sequence, replace=True)
+
+    def add(self, subject_id: str, templates: Iterable[tuple[int, FingerTemplate | PreparedTemplate]]) -> None:
+        """Add templates to a subject's (a rebuild from the store streams a subject's rows in batches)."""
+        self._put(subject_id, templates, 0, replace=False)
+
+    def _put(self, subject_id: str, templates, sequence: int, replace: bool) -> None:
         prepared = []
         for template_id, template in templates:
             if not 0 <= int(template_id) <= MAX_TEMPLATE_ID:
                 raise InvalidArgument("template_id", f"{template_id} is out of range 0–{MAX_TEMPLATE_ID}")
             prepared.append((int(template_id), template if isinstance(template, PreparedTemplate) else prepare(template)))
         with self._lock.writing():
-            self._remove_locked(subject_id)
+            if replace:
+                self._remove_locked(subject_id)
             for template_id, p in prepared:
                 if template_id in self._subject_of_template:
                     self._remove_template_locked(template_id)
@@ -160,6 +168,17 @@ class FingerIndex:
     @property
     def subjects(self) -> int:
         return len(self._templates_of_subject)
+
+    @property
+    def retrieval_type(self) -> str:
+        return "BinaryIVF" if self._trained_at else "BinaryFlat"
+
+    def contains(self, subject_id: str) -> bool:
+        return subject_id in self._templates_of_subject
+
+    def minutiae_count(self) -> int:
+        """Minutiae with a cylinder, over every template (what memory scales with)."""
+        return int(self._faiss.ntotal)
 
     def candidates(self, probe: PreparedTemplate) -> list[str]:
         """Stage 1: the shortlist of subjects, most votes first."""

@@ -22,6 +22,8 @@ from matcher.errors import InvalidArgument
 from matcher.finger.template import MAX_COORD, TEMPLATE_DPI, FingerTemplate
 
 ISO_FIELD = "iso_record"
+#: The model id of finger templates and galleries: the record format, whoever extracted the minutiae.
+FORMAT_ID = "iso19794-2:2005"
 
 
 class InvalidIsoRecord(InvalidArgument):

@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-import numpy as np
 import redis
 from redis.exceptions import BusyLoadingError, ConnectionError, ResponseError, TimeoutError, WatchError
 
@@ -39,7 +38,7 @@ from matcher.store.base import (
     SubjectRecord,
     TemplateInfo,
 )
-from matcher.templates import Modality
+from matcher.templates import Modality, vector_from_payload
 
 T = TypeVar("T")
 _OUTAGE = (ConnectionError, TimeoutError, BusyLoadingError, OSError)
@@ -207,7 +206,7 @@ class RedisStore(Store):
             args: list[object] = [self.prefix, item.gallery, item.subject_id, json.dumps(item.metadata, sort_keys=True),
                                   "1" if item.replace else "0", now, len(item.templates)]
             for t in item.templates:
-                args += [t.modality.value, t.model_id, t.finger_position, np.ascontiguousarray(t.vector, "<f4").tobytes(), json.dumps(t.quality)]
+                args += [t.modality.value, t.model_id, t.finger_position, t.payload(), json.dumps(t.quality)]
             self._enroll(args=args, client=pipe)
         replies = pipe.execute(raise_on_error=False)
         results: list[EnrollmentResult | ShanakhtError] = []
@@ -284,7 +283,10 @@ class RedisStore(Store):
             if subject is None:
                 continue
             found.append(
-                StoredTemplate(template_id, subject.decode(), Modality(int(modality)), model.decode(), int(position), np.frombuffer(vector, "<f4"))
+                StoredTemplate(
+                    template_id, subject.decode(), Modality(int(modality)), model.decode(), int(position),
+                    vector_from_payload(Modality(int(modality)), vector),
+                )
             )
         return found
 

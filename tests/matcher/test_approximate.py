@@ -1,4 +1,4 @@
-"""Approximate indexes: IVF-SQ8 + exact re-scoring, built past a size threshold without blocking searches."""
+"""Approximate indexes: IVF-PQ fast scan + exact re-scoring, built past a size threshold without blocking searches."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ import pytest
 
 from matcher.errors import DeadlineExceeded, InvalidArgument
 from matcher.galleries import EnrollItem, Galleries
+from matcher.gallery import Gallery
 from matcher.store.base import GalleryRecord, ModalitySpec
 from matcher.store.sqlite import SQLiteStore
 from matcher.templates import Modality, Template
@@ -59,7 +60,7 @@ def test_templates_of_another_size_are_refused(tmp_path):
 
 
 def test_an_approximate_gallery_restarts_from_snapshot_and_log_tail_as_it_was(tmp_path):
-    """Past the threshold the gallery is IVF-SQ8; snapshot + replayed tail (as after kill -9) == live == rebuild."""
+    """Past the threshold the gallery is IVF-PQ; snapshot + replayed tail (as after kill -9) == live == rebuild."""
     from matcher.policy import IndexPolicy
 
     policy = IndexPolicy(approximate_from=500, background_build=False, probe_fraction=0.25)
@@ -90,3 +91,16 @@ def test_an_approximate_gallery_restarts_from_snapshot_and_log_tail_as_it_was(tm
     # A rebuild from the store trains on other data: same rank-1 for every enrolled subject's probe.
     rebuilt = answers(reopen(snapshots=False))
     assert all(r[0] == a[0] == f"s{i}" for i, (r, a) in enumerate(zip(rebuilt, live)) if i >= 100)
+
+
+def test_a_restart_from_snapshots_replays_nothing_for_idle_galleries(tmp_path, monkeypatch):
+    galleries = open_galleries(tmp_path)
+    galleries.create(GalleryRecord("idle", 1e-4, (SPEC,)))
+    galleries.create(GalleryRecord("busy", 1e-4, (SPEC,)))
+    galleries.enroll([EnrollItem("busy", f"s{i}", (face(v),)) for i, v in enumerate(unit_vectors(50, DIM, 3))])
+    galleries.snapshot()
+    galleries.store.close()
+    applied = []
+    monkeypatch.setattr(Gallery, "apply", lambda self, change, store: applied.append(change.sequence))
+    reopened = open_galleries(tmp_path)
+    assert applied == [] and reopened.statistics(["busy"])[0].subjects == 50

@@ -139,12 +139,6 @@ def test_replace_overwrites_and_duplicates_are_reported(stub):
     assert [d.subject_id for d in ack.duplicates] == ["R"]
 
 
-def test_image_samples_are_unimplemented_until_pipelines_land(stub):
-    with pytest.raises(grpc.RpcError) as error:
-        stub.Identify(pb.IdentifyRequest(samples=[pb.Sample(finger=pb.FingerImage(image=b"x", position=1))], galleries=["watchlist"]))
-    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED and "finger" in error.value.details()
-
-
 def test_extract_template_normalises_a_template(stub):
     vector = unit_vectors(1, seed=91)[0] * 3.0
     response = stub.ExtractTemplate(pb.ExtractTemplateRequest(sample=template_sample(vector)))

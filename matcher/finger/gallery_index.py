@@ -1,0 +1,125 @@
+"""``FingerGalleryIndex``: a gallery's finger modality, behind the interface ``VectorIndex`` offers.
+
+``matcher.gallery.Gallery`` keeps one index per modality and treats them alike: set or remove a
+subject's templates, search, compare 1:1, snapshot.  Finger templates arrive as ISO/IEC 19794-2
+records (the bytes the store keeps); this adapter parses them once and hands the minutiae to the
+two-stage ``FingerIndex``.  Similarities are the minutiae matcher's raw scores, which the
+gallery's finger calibration turns into ``-log10(FMR)`` like any other modality's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from matcher.finger.descriptors import prepare
+from matcher.finger.index import FingerIndex
+from matcher.finger.iso19794 import from_iso
+from matcher.finger.template import FingerTemplate
+from matcher.index import SubjectHits
+
+# Per minutia: cylinder bits + validity (2 × 192 B), x/y/θ (24 B), counts (8 B); in FAISS the
+# 192-byte code, its id and the id map's reverse entry.
+_BYTES_PER_MINUTIA = 2 * 192 + 24 + 8 + 192 + 8 + 24
+
+
+def parse_record(record: np.ndarray | bytes) -> FingerTemplate:
+    """The first finger view of an ISO/IEC 19794-2 record (``InvalidIsoRecord`` if malformed)."""
+    return from_iso(bytes(np.asarray(record, dtype=np.uint8)) if not isinstance(record, bytes) else record)
+
+
+class FingerGalleryIndex:
+    """One gallery's finger templates, 1:N by MCC retrieval + minutiae re-ranking."""
+
+    dimension = 0  # records are variable-length; nothing to check against
+
+    def __init__(self, model_id: str, index: FingerIndex | None = None) -> None:
+        self.model_id = model_id
+        self.index = index if index is not None else FingerIndex()
+
+    # -- writes ---------------------------------------------------------------------------
+    @staticmethod
+    def stack(records: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return list(records)
+
+    def set_subject(self, subject_id: str, template_ids: np.ndarray, records: Sequence[np.ndarray], sequence: int = 0) -> None:
+        self.index.set_subject(subject_id, zip(template_ids.tolist(), map(parse_record, records)), sequence)
+
+    def add_many(self, subject_ids: list[str], template_ids: np.ndarray, records: Sequence[np.ndarray]) -> None:
+        grouped: dict[str, list] = defaultdict(list)
+        for subject, template_id, record in zip(subject_ids, template_ids.tolist(), records):
+            grouped[subject].append((template_id, parse_record(record)))
+        for subject, templates in grouped.items():
+            self.index.add(subject, templates)
+
+    def remove_subject(self, subject_id: str, sequence: int = 0) -> int:
+        return self.index.remove_subject(subject_id, sequence)
+
+    def mark_applied(self, sequence: int) -> None:
+        self.index.applied_sequence = max(self.index.applied_sequence, sequence)
+
+    def bulk_loading(self):
+        return contextlib.nullcontext()
+
+    def apply_policy(self) -> None:
+        """Nothing to decide: ``FingerIndex`` turns its retrieval stage into IVF by itself."""
+
+    def wait_for_build(self, timeout: float | None = None) -> None:
+        """Builds are synchronous here."""
+
+    # -- reads ----------------------------------------------------------------------------
+    @property
+    def applied_sequence(self) -> int:
+        return self.index.applied_sequence
+
+    @property
+    def size(self) -> int:
+        return self.index.size
+
+    @property
+    def subject_count(self) -> int:
+        return self.index.subjects
+
+    @property
+    def index_type(self) -> str:
+        return f"MCC-{self.index.retrieval_type}+minutiae(shortlist={self.index.shortlist})"
+
+    def contains(self, subject_id: str) -> bool:
+        return self.index.contains(subject_id)
+
+    def search(self, probes: Sequence[np.ndarray], top_subjects: int) -> list[SubjectHits]:
+        """One ``SubjectHits`` per probe record: subjects by their best template's raw score."""
+        hits = []
+        for record in probes:
+            found = self.index.search(prepare(parse_record(record)), top_subjects)
+            hits.append(SubjectHits([s for s, _, _ in found], np.array([score for _, score, _ in found], dtype=np.float32)))
+        return hits
+
+    def best_similarity(self, probes: Sequence[np.ndarray], subject_id: str) -> float | None:
+        """1:1: the best raw score of any probe against any of the subject's templates."""
+        if not self.contains(subject_id) or not probes:
+            return None
+        return max(self.index.verify(prepare(parse_record(r)), subject_id)[0] for r in probes)
+
+    def memory_bytes(self) -> int:
+        return self.index.minutiae_count() * _BYTES_PER_MINUTIA
+
+    # -- snapshots ------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.index.save(path)
+
+    @classmethod
+    def load(cls, path: Path, model_id: str) -> "FingerGalleryIndex | None":
+        """The snapshot at ``path``, or ``None`` if there is none (or it is of another format)."""
+        if not path.exists():
+            return None
+        try:
+            return cls(model_id, FingerIndex.load(path))
+        except (ValueError, KeyError, OSError):
+            return None
+
