@@ -114,9 +114,13 @@ class Gallery:
             )
         if template.modality is Modality.FINGER:
             try:
-                parse_record(template.vector)
+                recorded = parse_record(template.vector).position
             except InvalidArgument as error:
                 raise InvalidArgument(f"{field}.vector", f"not a valid ISO/IEC 19794-2 record: {error.detail}") from None
+            if recorded and template.finger_position and recorded != template.finger_position:
+                raise InvalidArgument(
+                    f"{field}.finger_position", f"{template.finger_position} contradicts the record's finger position {recorded}"
+                )
         elif template.vector.shape != (spec.dimension,):
             raise InvalidArgument(
                 f"{field}.vector", f"expected {spec.dimension} values for model {spec.model_id!r}, got {template.vector.size}"

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from matcher.finger.descriptors import prepare
 from matcher.finger.index import FingerIndex
 from matcher.finger.iso19794 import from_iso
 from matcher.finger.template import FingerTemplate
@@ -95,7 +94,7 @@ class FingerGalleryIndex:
         """One ``SubjectHits`` per probe record: subjects by their best template's raw score."""
         hits = []
         for record in probes:
-            found = self.index.search(prepare(parse_record(record)), top_subjects)
+            found = self.index.search(parse_record(record), top_subjects)
             hits.append(SubjectHits([s for s, _, _ in found], np.array([score for _, score, _ in found], dtype=np.float32)))
         return hits
 
@@ -103,7 +102,7 @@ class FingerGalleryIndex:
         """1:1: the best raw score of any probe against any of the subject's templates."""
         if not self.contains(subject_id) or not probes:
             return None
-        return max(self.index.verify(prepare(parse_record(r)), subject_id)[0] for r in probes)
+        return max(self.index.verify(parse_record(r), subject_id)[0] for r in probes)
 
     def memory_bytes(self) -> int:
         return self.index.minutiae_count() * _BYTES_PER_MINUTIA

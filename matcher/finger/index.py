@@ -28,7 +28,7 @@ from matcher.finger.descriptors import BITS, WORDS, PreparedTemplate, prepare
 from matcher.finger.matching import match
 from matcher.index import ReadWriteLock
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2  # 2: finger positions
 MINUTIA_BITS = 8
 MAX_TEMPLATE_ID = (1 << (63 - MINUTIA_BITS)) - 1
 
@@ -52,6 +52,7 @@ class FingerIndex:
         self._templates: dict[int, PreparedTemplate] = {}
         self._subject_of_template: dict[int, str] = {}
         self._templates_of_subject: dict[str, list[int]] = {}
+        self._position: dict[int, int] = {}  # ISO finger position of a template, 0 unknown
         self._faiss = self._new_flat()
         self._trained_at = 0
         self.last_penetration = 0.0
@@ -79,14 +80,16 @@ class FingerIndex:
         for template_id, template in templates:
             if not 0 <= int(template_id) <= MAX_TEMPLATE_ID:
                 raise InvalidArgument("template_id", f"{template_id} is out of range 0–{MAX_TEMPLATE_ID}")
-            prepared.append((int(template_id), template if isinstance(template, PreparedTemplate) else prepare(template)))
+            position = template.position if isinstance(template, FingerTemplate) else 0
+            prepared.append((int(template_id), template if isinstance(template, PreparedTemplate) else prepare(template), position))
         with self._lock.writing():
             if replace:
                 self._remove_locked(subject_id)
-            for template_id, p in prepared:
+            for template_id, p, position in prepared:
                 if template_id in self._subject_of_template:
                     self._remove_template_locked(template_id)
                 self._templates[template_id] = p
+                self._position[template_id] = position
                 self._subject_of_template[template_id] = subject_id
                 self._templates_of_subject.setdefault(subject_id, []).append(template_id)
                 self._add_codes_locked(template_id, p)
@@ -107,6 +110,7 @@ class FingerIndex:
 
     def _remove_template_locked(self, template_id: int) -> None:
         p = self._templates.pop(template_id)
+        self._position.pop(template_id, None)
         subject = self._subject_of_template.pop(template_id)
         self._templates_of_subject[subject].remove(template_id)
         if not self._templates_of_subject[subject]:
@@ -206,35 +210,51 @@ class FingerIndex:
         order = np.lexsort((np.arange(len(names)), -votes))[: self.shortlist]
         return [names[i] for i in order if names[i]]
 
-    def search(self, probe: FingerTemplate | PreparedTemplate, top: int = 10) -> list[tuple[str, float, int]]:
-        """Best subjects for ``probe``: (subject_id, raw score, best template id), best first."""
+    def _comparable(self, template_id: int, position: int) -> bool:
+        """A probe of a known finger meets only the same finger (or prints of unknown position).
+
+        Ten-print records would otherwise cost ten matches per candidate and ten chances of a
+        false match.
+        """
+        return not position or self._position.get(template_id, 0) in (0, position)
+
+    def _best_locked(self, p: PreparedTemplate, subject: str, position: int) -> tuple[float, int]:
+        best, best_id = -1.0, -1
+        for template_id in self._templates_of_subject.get(subject, ()):
+            if self._comparable(template_id, position):
+                score = match(p, self._templates[template_id])
+                if score > best:
+                    best, best_id = score, template_id
+        return best, best_id
+
+    def search(self, probe: FingerTemplate | PreparedTemplate, top: int = 10, position: int = 0) -> list[tuple[str, float, int]]:
+        """Best subjects for ``probe``: (subject_id, raw score, best template id), best first.
+
+        ``position`` (1–10) restricts re-ranking to that finger; it defaults to a
+        ``FingerTemplate``'s own position.
+        """
         if top <= 0:
             return []
+        position = position or (probe.position if isinstance(probe, FingerTemplate) else 0)
         p = probe if isinstance(probe, PreparedTemplate) else prepare(probe)
         with self._lock.reading():
             shortlist = self._candidates_locked(p)
             self.last_penetration = len(shortlist) / max(1, len(self._templates_of_subject))
             results = []
             for subject in shortlist:
-                best, best_id = -1.0, -1
-                for template_id in self._templates_of_subject.get(subject, ()):
-                    score = match(p, self._templates[template_id])
-                    if score > best:
-                        best, best_id = score, template_id
-                results.append((subject, best, best_id))
+                best, best_id = self._best_locked(p, subject, position)
+                if best_id >= 0:
+                    results.append((subject, best, best_id))
         results.sort(key=lambda r: (-r[1], r[0]))
         return results[:top]
 
-    def verify(self, probe: FingerTemplate | PreparedTemplate, subject_id: str) -> tuple[float, int]:
-        """1:1 against one subject's templates: (best raw score, template id), (0, -1) if unknown."""
+    def verify(self, probe: FingerTemplate | PreparedTemplate, subject_id: str, position: int = 0) -> tuple[float, int]:
+        """1:1 against one subject's templates (of the same finger): (best raw score, template id), (0, -1) if none."""
+        position = position or (probe.position if isinstance(probe, FingerTemplate) else 0)
         p = probe if isinstance(probe, PreparedTemplate) else prepare(probe)
         with self._lock.reading():
-            best, best_id = 0.0, -1
-            for template_id in self._templates_of_subject.get(subject_id, ()):
-                score = match(p, self._templates[template_id])
-                if score > best:
-                    best, best_id = score, template_id
-            return best, best_id
+            best, best_id = self._best_locked(p, subject_id, position)
+            return (best, best_id) if best_id >= 0 else (0.0, -1)
 
     # -- snapshots ------------------------------------------------------------------------
     def save(self, path: Path | str) -> None:
@@ -250,6 +270,7 @@ class FingerIndex:
                 "applied_sequence": np.array([self.applied_sequence]),
                 "template_ids": ids,
                 "subjects": np.array([self._subject_of_template[int(t)] for t in ids], dtype=str),
+                "positions": np.array([self._position.get(int(t), 0) for t in ids], dtype=np.int64),
                 "sizes": sizes,
                 "totals": np.array([p.total for p in preps], dtype=np.int64),
                 "x": cat("x", (0,)), "y": cat("y", (0,)), "theta": cat("theta", (0,)),
@@ -281,6 +302,7 @@ class FingerIndex:
                         data["bit_counts"][s:e].copy(), data["source"][s:e].copy(), int(z["totals"][k]),
                     )
                     index._templates[int(template_id)] = p
+                    index._position[int(template_id)] = int(z["positions"][k])
                     index._subject_of_template[int(template_id)] = str(subject)
                     index._templates_of_subject.setdefault(str(subject), []).append(int(template_id))
                 index._rebuild_locked(ivf=True)

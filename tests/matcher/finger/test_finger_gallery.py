@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -19,7 +21,8 @@ LINEAR = Calibration("test", (0.0, 100.0), (0.0, 10.0))
 
 
 def finger(template, position: int = 0) -> Template:
-    return Template(Modality.FINGER, FORMAT_ID, np.frombuffer(to_iso(template), np.uint8), position)
+    record = to_iso(dataclasses.replace(template, position=position))
+    return Template(Modality.FINGER, FORMAT_ID, np.frombuffer(record, np.uint8), position)
 
 
 def open_galleries(path, snapshots: bool = True) -> Galleries:
@@ -71,3 +74,17 @@ def test_finger_galleries_need_a_measured_calibration(tmp_path):
     galleries = Galleries(SQLiteStore(tmp_path / "s.sqlite3"), None)
     with pytest.raises(FailedPrecondition):
         galleries.create(GalleryRecord("g", 1e-4, (SPEC,)))
+
+
+def test_a_known_finger_is_compared_with_the_same_finger_only(tmp_path, db1_templates):
+    t = db1_templates
+    galleries = open_galleries(tmp_path)
+    galleries.create(GalleryRecord("g", 1e-4, (SPEC,)))
+    galleries.enroll([EnrollItem("g", "A", (finger(t[(101, 1)], 2),))])  # right index finger
+    assert galleries.verify("g", "A", [finger(t[(101, 2)], 2)]).score > 0
+    assert galleries.verify("g", "A", [finger(t[(101, 2)], 0)]).score > 0  # position unknown: compared
+    assert galleries.verify("g", "A", [finger(t[(101, 2)], 7)]).score == 0  # labelled another finger
+    assert galleries.identify([finger(t[(101, 2)], 7)], ["g"], top=1) == []
+    contradicted = dataclasses.replace(finger(t[(101, 2)], 2), finger_position=7)
+    with pytest.raises(InvalidArgument, match="finger_position"):
+        galleries.verify("g", "A", [contradicted])
