@@ -299,6 +299,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
                             index_type=i.index_type,
                             bytes_per_template=i.bytes_per_template,
                             applied_sequence=i.applied_sequence,
+                            rebuilding=i.rebuilding,
                         )
                         for i in s.indexes
                     ],

@@ -66,6 +66,7 @@ class IndexStatistics:
     index_type: str
     bytes_per_template: float
     applied_sequence: int
+    rebuilding: bool
 
 
 @dataclass(frozen=True)
@@ -356,6 +357,7 @@ class Galleries:
                         index_type=i.index_type,
                         bytes_per_template=(i.memory_bytes() / i.size) if i.size else 0.0,
                         applied_sequence=i.applied_sequence,
+                        rebuilding=i.rebuilding,
                     )
                     for m, i in g.indexes.items()
                 ),

@@ -307,6 +307,11 @@ class VectorIndex:
         if builder is not None:
             builder.join(timeout)
 
+    @property
+    def rebuilding(self) -> bool:
+        """A background build is running: searches go on against the current index, one core is busy."""
+        return self._builder is not None
+
     # -- queries --------------------------------------------------------------------------
     @property
     def size(self) -> int:

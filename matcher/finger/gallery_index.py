@@ -70,6 +70,8 @@ class FingerGalleryIndex:
     def wait_for_build(self, timeout: float | None = None) -> None:
         """Builds are synchronous here."""
 
+    rebuilding = False
+
     # -- reads ----------------------------------------------------------------------------
     @property
     def applied_sequence(self) -> int:

@@ -99,6 +99,7 @@ def test_a_background_build_blocks_no_search_and_loses_no_write(monkeypatch):
     index = VectorIndex(DIM, "m", policy(approximate_from=5000))
     fill(index, vectors)
     assert started.wait(10)
+    assert index.rebuilding  # GalleryStats shows it: operators and benchmarks wait for it to end
     # While the build waits: searches answer (exactly), enrolments and deletions go through.
     assert index.search(probes[:20], 1)[0].subject_ids[0] == "p0"
     extra, extra_probes = identities(1200, seed=4)  # > 1,000 journaled writes: replayed partly before the swap
@@ -109,7 +110,7 @@ def test_a_background_build_blocks_no_search_and_loses_no_write(monkeypatch):
     assert index.index_type == "IDMap2,Flat"
     release.set()
     index.wait_for_build(60)
-    assert index.index_type.startswith("IVF") and index.builds == 1
+    assert index.index_type.startswith("IVF") and index.builds == 1 and not index.rebuilding
     assert index.size == 6000 + 2400 - 20
     assert np.mean([h.subject_ids[0] == f"late{j}" for j, h in enumerate(index.search(extra_probes, 1))]) >= 0.95
     assert not {f"p{i}" for i in range(10)} & {s for h in index.search(probes[:10], 10) for s in h.subject_ids}
