@@ -201,6 +201,7 @@ def identification(args, extractor) -> tuple[str, dict]:
         )
         gallery.set_subject(f"grown-{tid}", [(tid, jitter)])
         tid += 1
+    gallery.wait_for_build()  # the retrieval index is rebuilt in the background; measure the finished one
     result["grow_s"] = time.perf_counter() - grow_start
     result["grown"] = gallery.size
     grown = _run_probes(gallery, probes[:: max(1, len(probes) // 120)])

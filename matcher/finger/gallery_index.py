@@ -68,9 +68,11 @@ class FingerGalleryIndex:
         """Nothing to decide: ``FingerIndex`` turns its retrieval stage into IVF by itself."""
 
     def wait_for_build(self, timeout: float | None = None) -> None:
-        """Builds are synchronous here."""
+        self.index.wait_for_build(timeout)
 
-    rebuilding = False
+    @property
+    def rebuilding(self) -> bool:
+        return self.index.rebuilding
 
     # -- reads ----------------------------------------------------------------------------
     @property

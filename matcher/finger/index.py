@@ -8,14 +8,17 @@
    (local pairing + global consolidation); a subject's score is its best template's.
 
 Exact (``IndexBinaryFlat``) up to ``ivf_threshold`` cylinders, then ``IndexBinaryIVF`` trained on
-the enrolled cylinders (rebuilt at each doubling of the size).  FAISS ids are
+the enrolled cylinders (rebuilt at each doubling of the size).  Rebuilds run on a background
+thread: at millions of cylinders training and filling take minutes, and searches must not wait.  FAISS ids are
 ``template_id << 8 | minutia`` (at most 255 minutiae per template), so a hit maps to its template
 with a shift.  Thread-safe like ``matcher.index.VectorIndex``: searches share a read lock.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -32,6 +35,30 @@ SNAPSHOT_FORMAT = 2  # 2: finger positions
 MINUTIA_BITS = 8
 MAX_TEMPLATE_ID = (1 << (63 - MINUTIA_BITS)) - 1
 
+log = logging.getLogger(__name__)
+
+
+def _cylinder_ids(template_ids: Iterable[int], sizes: Iterable[int]) -> np.ndarray:
+    parts = [(np.int64(t) << MINUTIA_BITS) | np.arange(n, dtype=np.int64) for t, n in zip(template_ids, sizes)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def _binary_ivf(codes: np.ndarray, ids: np.ndarray, nprobe: int) -> faiss.IndexBinary:
+    """An ``IndexBinaryIVF`` trained on (a sample of) ``codes`` and filled with them."""
+    nlist = int(4 * np.sqrt(len(codes)))
+    quantizer = faiss.IndexBinaryFlat(BITS)
+    inner = faiss.IndexBinaryIVF(quantizer, BITS, nlist)
+    inner.own_fields = True
+    quantizer.this.disown()
+    rng = np.random.default_rng(0)
+    inner.train(codes[rng.choice(len(codes), size=min(len(codes), 64 * nlist), replace=False)])
+    inner.nprobe = nprobe
+    index = faiss.IndexBinaryIDMap2(inner)
+    index.own_fields = True
+    inner.this.disown()
+    index.add_with_ids(codes, ids)
+    return index
+
 
 class FingerIndex:
     """Subjects' finger templates, searchable 1:N; ``size`` counts templates."""
@@ -42,11 +69,13 @@ class FingerIndex:
         shortlist: int = 40,
         ivf_threshold: int = 200_000,
         nprobe: int = 16,
+        background_build: bool = True,
     ) -> None:
         self.neighbours = neighbours
         self.shortlist = shortlist
         self.ivf_threshold = ivf_threshold
         self.nprobe = nprobe
+        self.background_build = background_build
         self.applied_sequence = 0
         self._lock = ReadWriteLock()
         self._templates: dict[int, PreparedTemplate] = {}
@@ -56,6 +85,8 @@ class FingerIndex:
         self._faiss = self._new_flat()
         self._trained_at = 0
         self.last_penetration = 0.0
+        self._builder: threading.Thread | None = None
+        self._changed: set[int] | None = None  # templates written while a background build runs
 
     # -- mutation -------------------------------------------------------------------------
     @staticmethod
@@ -104,9 +135,10 @@ class FingerIndex:
             return removed
 
     def _add_codes_locked(self, template_id: int, p: PreparedTemplate) -> None:
+        if self._changed is not None:
+            self._changed.add(template_id)
         if p.size:
-            ids = (np.int64(template_id) << MINUTIA_BITS) | np.arange(p.size, dtype=np.int64)
-            self._faiss.add_with_ids(p.index_codes(), ids)
+            self._faiss.add_with_ids(p.index_codes(), _cylinder_ids([template_id], [p.size]))
 
     def _remove_template_locked(self, template_id: int) -> None:
         p = self._templates.pop(template_id)
@@ -115,9 +147,10 @@ class FingerIndex:
         self._templates_of_subject[subject].remove(template_id)
         if not self._templates_of_subject[subject]:
             del self._templates_of_subject[subject]
+        if self._changed is not None:
+            self._changed.add(template_id)
         if p.size:
-            ids = (np.int64(template_id) << MINUTIA_BITS) | np.arange(p.size, dtype=np.int64)
-            self._faiss.remove_ids(ids)
+            self._faiss.remove_ids(_cylinder_ids([template_id], [p.size]))
 
     def _remove_locked(self, subject_id: str) -> int:
         ids = list(self._templates_of_subject.get(subject_id, ()))
@@ -127,42 +160,63 @@ class FingerIndex:
 
     def _maybe_retrain_locked(self) -> None:
         n = self._faiss.ntotal
-        if n < self.ivf_threshold or n < 2 * self._trained_at:
+        if n < self.ivf_threshold or n < 2 * self._trained_at or self._builder is not None:
             return
-        self._rebuild_locked(ivf=True)
+        if not self.background_build:
+            self._rebuild_locked(ivf=True)
+            return
+        codes, ids = self._all_codes_locked()
+        self._changed = set()
+        self._builder = threading.Thread(target=self._build, args=(codes, ids), name="finger-index-build", daemon=True)
+        self._builder.start()
+
+    def _build(self, codes: np.ndarray, ids: np.ndarray) -> None:
+        """Train and fill off the lock; then, under it, redo the templates written meanwhile and swap."""
+        try:
+            index = _binary_ivf(codes, ids, self.nprobe)
+            with self._lock.writing():
+                changed = sorted(self._changed or ())
+                index.remove_ids(_cylinder_ids(changed, [1 << MINUTIA_BITS] * len(changed)))
+                present = [t for t in changed if t in self._templates and self._templates[t].size]
+                if present:
+                    index.add_with_ids(
+                        np.ascontiguousarray(np.concatenate([self._templates[t].index_codes() for t in present])),
+                        _cylinder_ids(present, [self._templates[t].size for t in present]),
+                    )
+                self._faiss, self._trained_at = index, len(codes)
+        except Exception:
+            log.exception("rebuilding the finger retrieval index failed; staying on the current one")
+        finally:
+            with self._lock.writing():
+                self._changed, self._builder = None, None
+                self._maybe_retrain_locked()  # the gallery may have doubled again meanwhile
+
+    @property
+    def rebuilding(self) -> bool:
+        return self._builder is not None
+
+    def wait_for_build(self, timeout: float | None = None) -> None:
+        """Block until a background rebuild (if any) has been swapped in: tests and benchmarks."""
+        while (builder := self._builder) is not None:
+            builder.join(timeout)
+            if timeout is not None:
+                return
 
     def _rebuild_locked(self, ivf: bool) -> None:
         codes, ids = self._all_codes_locked()
         if ivf and len(codes) >= self.ivf_threshold:
-            nlist = int(4 * np.sqrt(len(codes)))
-            quantizer = faiss.IndexBinaryFlat(BITS)
-            inner = faiss.IndexBinaryIVF(quantizer, BITS, nlist)
-            inner.own_fields = True
-            quantizer.this.disown()
-            rng = np.random.default_rng(0)
-            sample = codes[rng.choice(len(codes), size=min(len(codes), 64 * nlist), replace=False)]
-            inner.train(sample)
-            inner.nprobe = self.nprobe
-            index = faiss.IndexBinaryIDMap2(inner)
-            index.own_fields = True
-            inner.this.disown()
-            self._trained_at = len(codes)
+            self._faiss, self._trained_at = _binary_ivf(codes, ids, self.nprobe), len(codes)
         else:
-            index = self._new_flat()
-            self._trained_at = 0
-        if len(codes):
-            index.add_with_ids(codes, ids)
-        self._faiss = index
+            self._faiss, self._trained_at = self._new_flat(), 0
+            if len(codes):
+                self._faiss.add_with_ids(codes, ids)
 
     def _all_codes_locked(self) -> tuple[np.ndarray, np.ndarray]:
-        codes, ids = [], []
-        for template_id, p in self._templates.items():
-            if p.size:
-                codes.append(p.index_codes())
-                ids.append((np.int64(template_id) << MINUTIA_BITS) | np.arange(p.size, dtype=np.int64))
-        if not codes:
+        filled = [(t, p) for t, p in self._templates.items() if p.size]
+        if not filled:
             return np.zeros((0, BITS // 8), np.uint8), np.zeros(0, np.int64)
-        return np.ascontiguousarray(np.concatenate(codes)), np.concatenate(ids)
+        codes = np.ascontiguousarray(np.concatenate([p.index_codes() for _, p in filled]))
+        return codes, _cylinder_ids([t for t, _ in filled], [p.size for _, p in filled])
 
     # -- queries --------------------------------------------------------------------------
     @property

@@ -54,3 +54,39 @@ def test_index_enrol_search_remove_save_load(db1_templates, tmp_path):
     assert all(h[0] != "alice" for h in index.search(t[(101, 3)], top=5))
     index.set_subject("bob", [(2, t[(102, 1)])])  # replace: idempotent, template 3 gone
     assert index.size == 1
+
+
+def test_a_retrieval_rebuild_blocks_no_search_and_loses_no_write(db1_templates, monkeypatch):
+    """The IVF rebuild runs off the lock; writes made meanwhile are redone in the new index."""
+    import threading
+
+    from matcher.finger import index as finger_index
+
+    t = db1_templates
+    release, started = threading.Event(), threading.Event()
+    build = finger_index._binary_ivf
+
+    def slow_build(*args, **kwargs):
+        started.set()
+        assert release.wait(30)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(finger_index, "_binary_ivf", slow_build)
+    index = FingerIndex(shortlist=5, ivf_threshold=600)
+    tid = 0
+    for copy in range(12):  # ≈ 40 cylinders per template: the threshold is crossed halfway
+        for finger in (101, 102):
+            index.set_subject(f"{finger}-{copy}", [(tid, t[(finger, 1)])])
+            tid += 1
+    assert started.wait(10) and index.rebuilding and index.retrieval_type == "BinaryFlat"
+    # While the build waits: searches answer, enrolments and deletions go through.
+    assert index.search(t[(101, 3)], top=1)[0][0].startswith("101-")
+    index.set_subject("late", [(1000, t[(102, 2)])])
+    for copy in range(12):
+        index.remove_subject(f"102-{copy}")
+    release.set()
+    index.wait_for_build(30)
+    assert not index.rebuilding and index.retrieval_type == "BinaryIVF"
+    assert index.minutiae_count() == sum(p.size for p in index._templates.values())
+    assert index.search(t[(102, 3)], top=1)[0][0] == "late"
+    assert not any(h[0].startswith("102-") for h in index.search(t[(102, 3)], top=20))
