@@ -171,12 +171,12 @@ class Gallery:
 
     def _new_index(self, spec: ModalitySpec) -> VectorIndex | FingerGalleryIndex:
         if spec.modality is Modality.FINGER:
-            return FingerGalleryIndex(spec.model_id)
+            return FingerGalleryIndex(spec.model_id, background_build=self.policy.background_build)
         return VectorIndex(spec.dimension, spec.model_id, self.policy, self._vector_dir(spec.modality))
 
     def _load_index(self, spec: ModalitySpec, path: Path) -> VectorIndex | FingerGalleryIndex | None:
         if spec.modality is Modality.FINGER:
-            return FingerGalleryIndex.load(path, spec.model_id)
+            return FingerGalleryIndex.load(path, spec.model_id, self.policy.background_build)
         return VectorIndex.load(path, spec.dimension, spec.model_id, self.policy, self._vector_dir(spec.modality))
 
     def _vector_dir(self, modality: Modality) -> Path | None:

@@ -36,9 +36,9 @@ class FingerGalleryIndex:
 
     dimension = 0  # records are variable-length; nothing to check against
 
-    def __init__(self, model_id: str, index: FingerIndex | None = None) -> None:
+    def __init__(self, model_id: str, index: FingerIndex | None = None, background_build: bool = True) -> None:
         self.model_id = model_id
-        self.index = index if index is not None else FingerIndex()
+        self.index = index if index is not None else FingerIndex(background_build=background_build)
 
     # -- writes ---------------------------------------------------------------------------
     @staticmethod
@@ -117,12 +117,12 @@ class FingerGalleryIndex:
         self.index.save(path)
 
     @classmethod
-    def load(cls, path: Path, model_id: str) -> "FingerGalleryIndex | None":
+    def load(cls, path: Path, model_id: str, background_build: bool = True) -> "FingerGalleryIndex | None":
         """The snapshot at ``path``, or ``None`` if there is none (or it is of another format)."""
         if not path.exists():
             return None
         try:
-            return cls(model_id, FingerIndex.load(path))
+            return cls(model_id, FingerIndex.load(path, background_build=background_build))
         except (ValueError, KeyError, OSError):
             return None
 

@@ -8,8 +8,8 @@
    (local pairing + global consolidation); a subject's score is its best template's.
 
 Exact (``IndexBinaryFlat``) up to ``ivf_threshold`` cylinders, then ``IndexBinaryIVF`` trained on
-the enrolled cylinders (rebuilt at each doubling of the size).  Rebuilds run on a background
-thread: at millions of cylinders training and filling take minutes, and searches must not wait.  FAISS ids are
+the enrolled cylinders (rebuilt at each doubling of the size, on a background thread: at millions
+of cylinders training and filling take minutes, and searches must not wait).  FAISS ids are
 ``template_id << 8 | minutia`` (at most 255 minutiae per template), so a hit maps to its template
 with a shift.  Thread-safe like ``matcher.index.VectorIndex``: searches share a read lock.
 """
@@ -172,11 +172,13 @@ class FingerIndex:
 
     def _build(self, codes: np.ndarray, ids: np.ndarray) -> None:
         """Train and fill off the lock; then, under it, redo the templates written meanwhile and swap."""
+        built = False
         try:
             index = _binary_ivf(codes, ids, self.nprobe)
             with self._lock.writing():
                 changed = sorted(self._changed or ())
-                index.remove_ids(_cylinder_ids(changed, [1 << MINUTIA_BITS] * len(changed)))
+                if changed:
+                    index.remove_ids(_cylinder_ids(changed, [1 << MINUTIA_BITS] * len(changed)))
                 present = [t for t in changed if t in self._templates and self._templates[t].size]
                 if present:
                     index.add_with_ids(
@@ -184,12 +186,14 @@ class FingerIndex:
                         _cylinder_ids(present, [self._templates[t].size for t in present]),
                     )
                 self._faiss, self._trained_at = index, len(codes)
+                built = True
         except Exception:
             log.exception("rebuilding the finger retrieval index failed; staying on the current one")
         finally:
             with self._lock.writing():
                 self._changed, self._builder = None, None
-                self._maybe_retrain_locked()  # the gallery may have doubled again meanwhile
+                if built:  # the gallery may have doubled again meanwhile (a failure is not retried in a loop)
+                    self._maybe_retrain_locked()
 
     @property
     def rebuilding(self) -> bool:
