@@ -35,6 +35,7 @@ from matcher.finger.iso19794 import FORMAT_ID as FINGER_FORMAT_ID
 from matcher.errors import AlreadyExists, InvalidArgument, ShanakhtError
 from matcher.galleries import Enrolled, EnrollItem, Galleries, default_calibration
 from matcher.gallery import Candidate
+from matcher.index import use_blas_from
 from matcher.store.base import GalleryRecord, ModalitySpec, Store
 from matcher.store.sqlite import SQLiteStore
 from matcher.templates import Modality, Template
@@ -102,10 +103,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         )
 
     def _with_metadata(self, candidates: list[Candidate]) -> list[pb.Candidate]:
-        metadata: dict[tuple[str, str], dict[str, str]] = {}
-        for gallery in {c.gallery for c in candidates}:
-            found = self.galleries.store.subject_metadata(gallery, [c.subject_id for c in candidates if c.gallery == gallery])
-            metadata.update({(gallery, subject): meta for subject, meta in found.items()})
+        metadata = self.galleries.candidate_metadata(candidates)
         return [self._candidate(c, metadata.get((c.gallery, c.subject_id), {})) for c in candidates]
 
     # -- RPCs -----------------------------------------------------------------------------
@@ -421,7 +419,7 @@ def load_models(settings: Settings) -> tuple[SampleDecoder, Callable[[ModalitySp
 def start(settings: Settings) -> RunningServer:
     """Open the store, load the models and galleries, and start serving (non-blocking)."""
     faiss.omp_set_num_threads(settings.search_threads)
-    faiss.cvar.distance_compute_blas_threshold = settings.blas_threshold
+    use_blas_from(settings.blas_threshold, settings.face_dimension)
     decoder, calibration_for = load_models(settings)
     store = open_store(settings)
     galleries = Galleries(store, settings.snapshot_dir, calibration_for, settings.index_policy)

@@ -337,6 +337,14 @@ class Galleries:
             gallery.check_template(probe, f"samples[{i}].template")
         return gallery.verify(subject_id, probes)
 
+    def candidate_metadata(self, candidates: Sequence[Candidate]) -> dict[tuple[str, str], dict[str, str]]:
+        """(gallery, subject) → metadata of each candidate still enrolled."""
+        found: dict[tuple[str, str], dict[str, str]] = {}
+        for name in dict.fromkeys(c.gallery for c in candidates):
+            ids = [c.subject_id for c in candidates if c.gallery == name]
+            found.update(((name, s), m) for s, m in self._galleries[name].subject_metadata(ids, self.store).items())
+        return found
+
     def get_subject(self, gallery_name: str, subject_id: str) -> SubjectRecord:
         gallery = self.get(gallery_name)
         validate_subject_id(subject_id)

@@ -20,6 +20,7 @@ from matcher.calibration import Calibration
 from matcher.errors import DeadlineExceeded, InvalidArgument, NotFound
 from matcher.finger.gallery_index import FingerGalleryIndex, parse_record
 from matcher.index import VectorIndex
+from matcher.metadata_cache import Metadata, MetadataCache
 from matcher.policy import IndexPolicy
 from matcher.store.base import Change, GalleryRecord, ModalitySpec, Store, StoredTemplate
 from matcher.templates import Modality, Template
@@ -89,6 +90,7 @@ class Gallery:
         self.data_dir = data_dir
         self.indexes: dict[Modality, VectorIndex | FingerGalleryIndex] = {spec.modality: self._new_index(spec) for spec in record.modalities}
         self._subject_sequence: dict[str, int] = {}
+        self._metadata = MetadataCache()
         self.calibrations: dict[Modality, Calibration] = {spec.modality: calibration_for(spec) for spec in record.modalities}
 
     @property
@@ -142,6 +144,7 @@ class Gallery:
         """Make the subject's indexed templates exactly ``templates`` (as of change ``sequence``)."""
         if not self._newer(subject_id, sequence):
             return
+        self._metadata.invalidate(subject_id)
         for modality, index in self.indexes.items():
             mine = [t for t in templates if t.modality is modality]
             ids = np.array([t.template_id for t in mine], dtype=np.int64)
@@ -150,6 +153,7 @@ class Gallery:
     def forget_subject(self, subject_id: str, sequence: int) -> None:
         if not self._newer(subject_id, sequence):
             return
+        self._metadata.invalidate(subject_id)
         for index in self.indexes.values():
             index.remove_subject(subject_id, sequence)
 
@@ -271,6 +275,10 @@ class Gallery:
             )
             for subject, score in ranked
         ]
+
+    def subject_metadata(self, subject_ids: Sequence[str], store: Store) -> dict[str, Metadata]:
+        """Candidates' metadata, from memory where it can be (``matcher.metadata_cache``)."""
+        return self._metadata.get_many(subject_ids, lambda missing: store.subject_metadata(self.name, missing))
 
     def verify(self, subject_id: str, probes: Sequence[Template]) -> Verification:
         """1:1: each modality's best probe-vs-template similarity, calibrated, then fused."""

@@ -510,11 +510,26 @@ def _trim_hits(hits: SubjectHits, top: int) -> SubjectHits:
     return SubjectHits(hits.subject_ids[:top], hits.similarities[:top])
 
 
+def use_blas_from(queries: int, dimension: int) -> None:
+    """Exhaustive search switches from FAISS's SIMD loop to BLAS at ``queries`` queries of ``dimension``.
+
+    FAISS 1.15 compares ``queries × dimension`` with ``distance_compute_blas_threshold``; older
+    versions compared the query count alone.  Set as a query count (8), every call used BLAS,
+    and a lone query paid for it: the IVF coarse quantiser's search took the fast-scan search
+    at 200k templates from 0.41 to 0.87 ms.  BLAS does pay off for micro-batches: over 100k × 512
+    (one thread) 7.4 ms a query in batches of 8 against 22.8 ms one by one.
+    """
+    faiss.cvar.distance_compute_blas_threshold = max(1, queries) * dimension
+
+
 @contextmanager
 def _omp_threads(threads: int):
     """OpenMP thread count for the FAISS calls inside, restored afterwards (the setting is per thread)."""
-    previous = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(max(1, threads))
+    previous, wanted = faiss.omp_get_max_threads(), max(1, threads)
+    if wanted == previous:  # the common case on the request path; each set costs a call into OpenMP
+        yield
+        return
+    faiss.omp_set_num_threads(wanted)
     try:
         yield
     finally:

@@ -44,7 +44,7 @@ class Settings:
     probe_fraction: float = field(default=1 / 8, metadata={"help": "share of IVF lists probed per query (recall vs speed)"})
     rescore_factor: int = field(default=2, metadata={"help": "IVF candidates re-scored exactly per template asked for"})
     index_build_threads: int = field(default=1, metadata={"help": "threads that build approximate indexes in the background"})
-    blas_threshold: int = field(default=8, metadata={"help": "FAISS uses BLAS from this many queries per call (its default 20 is tuned for big batches)"})
+    blas_threshold: int = field(default=8, metadata={"help": "exhaustive FAISS search uses BLAS from this many queries per call (its default is 250 of 512-d)"})
     snapshot_interval_s: float = field(default=300.0, metadata={"help": "seconds between index snapshots (0: only at shutdown)"})
     shutdown_grace_s: float = field(default=10.0, metadata={"help": "seconds to drain RPCs on SIGTERM"})
     stream_batch: int = field(default=256, metadata={"help": "EnrollStream items committed per durable write at most"})

@@ -104,3 +104,22 @@ def test_a_restart_from_snapshots_replays_nothing_for_idle_galleries(tmp_path, m
     monkeypatch.setattr(Gallery, "apply", lambda self, change, store: applied.append(change.sequence))
     reopened = open_galleries(tmp_path)
     assert applied == [] and reopened.statistics(["busy"])[0].subjects == 50
+
+
+def test_candidate_metadata_follows_a_re_enrolment_and_a_deletion(tmp_path):
+    """Metadata is served from memory after the first search: a write must replace it at once."""
+    galleries = open_galleries(tmp_path)
+    galleries.create(GalleryRecord("g", 1e-4, (SPEC,)))
+    vector = unit_vectors(1, DIM, 3)[0]
+    galleries.enroll([EnrollItem("g", "s", (face(vector),), {"alert_level": "red"})])
+
+    def shown():
+        found = galleries.identify([face(vector)], ["g"], top=1)
+        return galleries.candidate_metadata(found).get(("g", "s"))
+
+    assert shown() == shown() == {"alert_level": "red"}
+    galleries.enroll([EnrollItem("g", "s", (face(vector),), {"alert_level": "amber"}, replace=True)])
+    assert shown() == {"alert_level": "amber"}
+    candidate = galleries.identify([face(vector)], ["g"], top=1)
+    galleries.remove("g", "s")
+    assert galleries.candidate_metadata(candidate) == {}
