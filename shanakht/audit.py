@@ -1,8 +1,8 @@
 """The audit trail: who searched whom, why, and what they were shown.
 
 Records are written durably *before* the response leaves the server (fail closed: a call whose
-record cannot be written is answered UNAVAILABLE).  One writer thread group-commits whatever
-records are waiting, so auditing costs one fsync per batch, not one per call.
+record cannot be written is answered UNAVAILABLE).  Records that wait together are committed
+together, so auditing costs one fsync per batch, not one per call.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -30,21 +29,30 @@ def probe_hash(serialized: bytes) -> str:
 
 
 class AuditTrail:
-    """Queue + writer thread over ``Store.append_audit``."""
+    """Group commit over ``Store.append_audit``, run by the calls that wait for it.
+
+    The first caller to wait while no write is running leads: it writes every record queued so
+    far, its own among them, in one transaction.  Those who queue meanwhile wait for the next
+    leader.  A dedicated writer thread did the same work, but under 8 concurrent Identify calls
+    on 2 cores each of its wake-ups (the queue, then every SQLite call's return of the GIL)
+    waited for a core: a 0.13 ms commit took 2.9 ms, and the audit wait was 60% of Identify's
+    server-side time.
+    """
 
     def __init__(self, store: Store, batch: int = 512, wait_s: float = 5.0) -> None:
         self.store = store
         self.batch = batch
         self.wait_s = wait_s
-        self._queue: queue.Queue[tuple[dict, Future] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._write, name="audit-writer", daemon=True)
-        self._thread.start()
+        self._pending: list[tuple[dict, Future]] = []
+        self._changed = threading.Condition(threading.Lock())
+        self._writing = False
 
     def submit(self, payload: dict[str, Any]) -> Future:
         """Queue one record; the future resolves once it is durable (lets a stream wait for many at once)."""
         payload.setdefault("time", time.time())
         future: Future = Future()
-        self._queue.put((payload, future))
+        with self._changed:
+            self._pending.append((payload, future))
         return future
 
     def record(self, payload: dict[str, Any]) -> AuditRecord:
@@ -52,40 +60,50 @@ class AuditTrail:
         return self.wait(self.submit(payload))
 
     def wait(self, future: Future) -> AuditRecord:
+        """Return once the record is durable, writing the queue ourselves if no one else is."""
+        deadline = time.monotonic() + self.wait_s
+        while not future.done():
+            with self._changed:
+                batch = None
+                if not self._writing and self._pending:
+                    batch, self._pending = self._pending[: self.batch], self._pending[self.batch :]
+                    self._writing = True
+                elif not future.done():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise StoreUnavailable("the audit log could not be written in time; the call was not answered")
+                    self._changed.wait(remaining)
+            if batch is not None:
+                self._write(batch)
         try:
-            return future.result(timeout=self.wait_s)
+            return future.result()
         except StoreUnavailable:
             raise
         except Exception as error:
             raise StoreUnavailable(f"the audit log could not be written ({error}); the call was not answered") from error
 
-    def _write(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            items = [item]
-            while len(items) < self.batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                items.append(nxt)
-            try:
-                records = self.store.append_audit([payload for payload, _ in items])
-                for (_, future), record in zip(items, records):
-                    future.set_result(record)
-            except Exception as error:  # every waiting call fails closed
-                log.error("audit write failed", extra={"error": str(error), "records": len(items)})
-                for _, future in items:
-                    future.set_exception(error)
+    def _write(self, batch: list[tuple[dict, Future]]) -> None:
+        try:
+            records = self.store.append_audit([payload for payload, _ in batch])
+            for (_, future), record in zip(batch, records):
+                future.set_result(record)
+        except Exception as error:  # every waiting call fails closed
+            log.error("audit write failed", extra={"error": str(error), "records": len(batch)})
+            for _, future in batch:
+                future.set_exception(error)
+        finally:
+            with self._changed:
+                self._writing = False
+                self._changed.notify_all()
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
+        """Write whatever is still queued (records submitted by calls that never waited)."""
+        while True:
+            with self._changed:
+                if not self._pending:
+                    return
+                future = self._pending[-1][1]
+            self.wait(future)
 
 
 def all_records(store: Store, after: int = 0) -> Iterator[AuditRecord]:

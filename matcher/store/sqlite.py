@@ -81,6 +81,12 @@ CREATE TABLE IF NOT EXISTS audit_head (
     sequence INTEGER NOT NULL,
     hash     TEXT NOT NULL
 );
+-- The head follows each record appended after it, inside the statement that appends it.
+CREATE TRIGGER IF NOT EXISTS audit_head_follows AFTER INSERT ON audit
+WHEN NEW.sequence > COALESCE((SELECT sequence FROM audit_head WHERE id = 1), 0)
+BEGIN
+    INSERT OR REPLACE INTO audit_head (id, sequence, hash) VALUES (1, NEW.sequence, NEW.hash);
+END;
 CREATE TABLE IF NOT EXISTS changes (
     sequence     INTEGER PRIMARY KEY AUTOINCREMENT,
     gallery      TEXT NOT NULL,
@@ -119,6 +125,7 @@ class SQLiteStore(Store):
         # Reads on the request path (candidate metadata) get a connection per thread: in WAL mode
         # they see every committed write and never wait for a writer's commit (an audit group
         # commit held the one connection's lock for 36% of Identify's time under 8 clients).
+        self._audit_head: tuple[int, str] | None = None  # (sequence, hash) of the last record we know of
         self._readers = threading.local()
         self._reader_connections: list[sqlite3.Connection] = []
 
@@ -391,24 +398,39 @@ class SQLiteStore(Store):
             raise NotFound(f"no active key {key_id!r}")
 
     def append_audit(self, payloads: Sequence[dict]) -> list[AuditRecord]:
+        """Append linked records in one statement: one implicit transaction, one fsync.
+
+        One statement also means one release of the GIL.  Each SQLite call returns only once its
+        thread gets the GIL back, and under 8 concurrent Identify calls on 2 cores the five calls
+        of an explicit transaction (BEGIN, read the head, insert, move the head, COMMIT) made a
+        0.13 ms group commit take 2.9 ms.  The head is cached; another process that appended
+        meanwhile makes the insert collide on ``sequence``, and we re-read it and relink.
+        """
+        if not payloads:
+            return []
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                head = self._db.execute("SELECT sequence, hash FROM audit_head WHERE id = 1").fetchone() or (0, GENESIS)
-                records = chain(payloads, head[0], head[1])
-                self._db.executemany(
-                    "INSERT INTO audit (sequence, prev_hash, payload, hash) VALUES (?, ?, ?, ?)",
-                    [(r.sequence, r.prev_hash, r.payload, r.hash) for r in records],
-                )
-                if records:
+            for attempt in range(2):
+                if self._audit_head is None:
+                    row = self._db.execute("SELECT sequence, hash FROM audit_head WHERE id = 1").fetchone()
+                    self._audit_head = (int(row[0]), str(row[1])) if row else (0, GENESIS)
+                records = chain(payloads, *self._audit_head)
+                values = ",".join(["(?, ?, ?, ?)"] * len(records))
+                try:
                     self._db.execute(
-                        "INSERT OR REPLACE INTO audit_head (id, sequence, hash) VALUES (1, ?, ?)", (records[-1].sequence, records[-1].hash)
+                        f"INSERT INTO audit (sequence, prev_hash, payload, hash) VALUES {values}",
+                        [field for r in records for field in (r.sequence, r.prev_hash, r.payload, r.hash)],
                     )
-                self._db.execute("COMMIT")
+                except sqlite3.IntegrityError:
+                    self._audit_head = None
+                    if attempt:
+                        raise
+                    continue
+                except BaseException:
+                    self._audit_head = None
+                    raise
+                self._audit_head = (records[-1].sequence, records[-1].hash)
                 return records
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        raise AssertionError("unreachable")
 
     def audit_records(self, after: int = 0, limit: int = 10_000) -> list[AuditRecord]:
         with self._lock:

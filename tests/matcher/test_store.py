@@ -85,3 +85,18 @@ def test_survives_reopen(opener):
     (stored,) = reopened.templates_by_id(result.template_ids)
     np.testing.assert_array_equal(stored.vector, templates(1)[0].vector)
     reopened.close()
+
+
+def test_two_writers_appending_to_one_audit_log_keep_one_chain(opener):
+    """Each store caches the log's head; a write by another process in between must be relinked, not forked."""
+    from matcher.store.audit import verify
+
+    first, second = opener(), opener()
+    first.append_audit([{"rpc": "Identify", "n": 1}])
+    second.append_audit([{"rpc": "Identify", "n": 2}, {"rpc": "Identify", "n": 3}])
+    first.append_audit([{"rpc": "Identify", "n": 4}])  # its cached head is two records old
+    records = first.audit_records()
+    assert [r.data["n"] for r in records] == [1, 2, 3, 4]
+    assert verify(records, first.audit_head()) == []
+    first.close()
+    second.close()
