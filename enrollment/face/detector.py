@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from enrollment.face._onnx import check_contract, open_session
+from enrollment.face._onnx import check_contract, open_session, run
 from enrollment.face.align import Box
 
 INPUT_WIDTH = 320
@@ -86,7 +86,7 @@ class FaceDetector:
         """Face probabilities ``[4420]`` and boxes ``[4420, 4]`` (normalised to ``rgb``) for one image as given."""
         resized = cv2.resize(rgb, (INPUT_WIDTH, INPUT_HEIGHT), interpolation=_interpolation(rgb.shape))
         tensor = ((resized.astype(np.float32) - PIXEL_MEAN) * PIXEL_SCALE).transpose(2, 0, 1)[None]
-        scores, boxes = self._session.run(["scores", "boxes"], {self._input: np.ascontiguousarray(tensor)})
+        scores, boxes = run(self._session, {self._input: np.ascontiguousarray(tensor)}, ["scores", "boxes"])
         return scores[0, :, 1], boxes[0]
 
     def detect(self, rgb: np.ndarray, score_threshold: float | None = None) -> list[Detection]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from enrollment.face._onnx import check_contract, open_session
+from enrollment.face._onnx import check_contract, open_session, run
 from enrollment.face.align import Box, crop_resized
 
 INPUT_SIZE = 24
@@ -45,7 +45,7 @@ class EyeStateModel:
                 side = max(float(points[corner_b, 0] - points[corner_a, 0]) * PADDING_RATE, 2.0)
                 box = Box(cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
                 crop = crop_resized(gray, box, (INPUT_SIZE, INPUT_SIZE)).astype(np.float32) * PIXEL_SCALE
-                (logits,) = self._session.run(None, {self._input: crop[None, None]})
+                (logits,) = run(self._session, {self._input: crop[None, None]})
                 z = np.exp(logits.reshape(-1) - logits.max())
                 out[i, k] = (z / z.sum())[OPEN_CLASS]
         return out

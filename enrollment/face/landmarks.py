@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from enrollment.face._onnx import check_contract, open_session
+from enrollment.face._onnx import check_contract, open_session, run
 from enrollment.face.align import Box, crop_resized
 
 INPUT_SIZE = 64
@@ -43,7 +43,7 @@ class LandmarkModel:
             square = self.crop_box(face_box)
             crop = crop_resized(gray, square, (INPUT_SIZE, INPUT_SIZE))
             tensor = (crop.astype(np.float32) * PIXEL_SCALE)[None, None]
-            (points,) = self._session.run(None, {self._input: tensor})
+            (points,) = run(self._session, {self._input: tensor})
             points = points.reshape(NUM_POINTS, 2)
             out[i, :, 0] = square.x1 + points[:, 0] * square.width
             out[i, :, 1] = square.y1 + points[:, 1] * square.height

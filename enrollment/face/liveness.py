@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from enrollment.face._onnx import check_contract, open_session
+from enrollment.face._onnx import check_contract, open_session, run
 from enrollment.face.align import Box, crop_resized
 
 INPUT_SIZE = 128
@@ -61,7 +61,7 @@ class LivenessModel:
         for i, face_box in enumerate(face_boxes):
             crop = crop_resized(rgb, context_box(face_box.square(), w, h), (INPUT_SIZE, INPUT_SIZE))
             tensor = np.ascontiguousarray(crop.astype(np.float32).transpose(2, 0, 1)[None])
-            (logits,) = self._session.run(None, {self._input: tensor})
+            (logits,) = run(self._session, {self._input: tensor})
             out[i] = _softmax(logits.reshape(-1))[LIVE_CLASS]
         return out
 

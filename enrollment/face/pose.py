@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from enrollment.face._onnx import check_contract, open_session
+from enrollment.face._onnx import check_contract, open_session, run
 from enrollment.face.align import Box, crop_resized
 
 INPUT_SIZE = 224
@@ -47,7 +47,7 @@ class PoseModel:
             )
             crop = crop_resized(rgb, grown, (INPUT_SIZE, INPUT_SIZE)).astype(np.float32) / 255.0
             tensor = np.ascontiguousarray(((crop - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)[None])
-            logits = self._session.run(self._outputs, {self._input: tensor})  # yaw, pitch, roll
+            logits = run(self._session, {self._input: tensor}, self._outputs)  # yaw, pitch, roll
             for k, bins in enumerate(logits):
                 z = np.exp(bins.reshape(-1) - bins.max())
                 out[i, k] = float((z / z.sum()) @ idx) * BIN_DEGREES + OFFSET_DEGREES

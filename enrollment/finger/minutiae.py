@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from enrollment.errors import ImageDecodeError, ModelUnavailable
-from enrollment.face._onnx import open_session
+from enrollment.face._onnx import open_session, run
 
 INPUT_DPI = 500
 SIZE_MULTIPLE = 32
@@ -63,7 +63,7 @@ class LeaderMinutiae:
     def raw_map(self, gray: np.ndarray) -> np.ndarray:
         """The network's ``[H, W, 4]`` output for a 2-D 500-dpi image (padding removed)."""
         tensor, (top, left) = to_tensor(gray)
-        (out,) = self._session.run(None, {self._input: tensor})
+        (out,) = run(self._session, {self._input: tensor})
         h, w = gray.shape
         return out[0, top : top + h, left : left + w]
 

@@ -44,18 +44,20 @@ def _cylinder_ids(template_ids: Iterable[int], sizes: Iterable[int]) -> np.ndarr
 
 
 def _binary_ivf(codes: np.ndarray, ids: np.ndarray, nprobe: int) -> faiss.IndexBinary:
-    """An ``IndexBinaryIVF`` trained on (a sample of) ``codes`` and filled with them."""
+    """An ``IndexBinaryIVF`` trained on (a sample of) ``codes`` and filled with them.
+
+    The inverted lists store our ids themselves.  Not inside an ``IndexBinaryIDMap``: its
+    ``remove_ids`` compacts the id map as if the inner index renumbered (only flat indexes do),
+    which mislabels every later hit or aborts the process on FAISS's assertion.
+    """
     nlist = int(4 * np.sqrt(len(codes)))
     quantizer = faiss.IndexBinaryFlat(BITS)
-    inner = faiss.IndexBinaryIVF(quantizer, BITS, nlist)
-    inner.own_fields = True
+    index = faiss.IndexBinaryIVF(quantizer, BITS, nlist)
+    index.own_fields = True
     quantizer.this.disown()
     rng = np.random.default_rng(0)
-    inner.train(codes[rng.choice(len(codes), size=min(len(codes), 64 * nlist), replace=False)])
-    inner.nprobe = nprobe
-    index = faiss.IndexBinaryIDMap2(inner)
-    index.own_fields = True
-    inner.this.disown()
+    index.train(codes[rng.choice(len(codes), size=min(len(codes), 64 * nlist), replace=False)])
+    index.nprobe = nprobe
     index.add_with_ids(codes, ids)
     return index
 

@@ -72,7 +72,9 @@ def test_a_retrieval_rebuild_blocks_no_search_and_loses_no_write(db1_templates, 
         return build(*args, **kwargs)
 
     monkeypatch.setattr(finger_index, "_binary_ivf", slow_build)
-    index = FingerIndex(shortlist=5, ivf_threshold=600)
+    # Shortlist ≥ the 13 subjects left: twelve identical copies of 101 would otherwise crowd
+    # "late" out of the vote, and this test is about writes, not retrieval.
+    index = FingerIndex(shortlist=16, ivf_threshold=600)
     tid = 0
     for copy in range(12):  # ≈ 40 cylinders per template: the threshold is crossed halfway
         for finger in (101, 102):
@@ -90,3 +92,23 @@ def test_a_retrieval_rebuild_blocks_no_search_and_loses_no_write(db1_templates, 
     assert index.minutiae_count() == sum(p.size for p in index._templates.values())
     assert index.search(t[(102, 3)], top=1)[0][0] == "late"
     assert not any(h[0].startswith("102-") for h in index.search(t[(102, 3)], top=20))
+
+
+def test_deletions_from_the_ivf_retrieval_index_keep_every_other_hit_labelled(db1_templates):
+    """Removing from the binary IVF must not shift the ids of what stays (FAISS's IndexIDMap did)."""
+    t = db1_templates
+    index = FingerIndex(shortlist=16, ivf_threshold=600, background_build=False)
+    tid = 0
+    for copy in range(12):
+        for finger in (101, 102):
+            index.set_subject(f"{finger}-{copy}", [(tid, t[(finger, 1)])])
+            tid += 1
+    assert index.retrieval_type == "BinaryIVF"
+    index.set_subject("late", [(1000, t[(102, 2)])])
+    for copy in range(12):
+        index.remove_subject(f"102-{copy}")
+    assert index.minutiae_count() == sum(p.size for p in index._templates.values())
+    hits = index.search(t[(102, 3)], top=20)
+    assert hits[0][0] == "late" and hits[0][2] == 1000
+    assert not any(h[0].startswith("102-") for h in hits)
+    assert index.search(t[(101, 3)], top=1)[0][0].startswith("101-")
