@@ -33,30 +33,36 @@ class LoadReport:
     clients: int
     seconds: float
     latencies: list[float] = field(default_factory=list)
-    server_latencies: list[float] = field(default_factory=list)  # from the server-timing trailer
+    # From the server-timing trailer: since the call arrived at the server, and in its handler.
+    server_latencies: list[float] = field(default_factory=list)
+    handler_latencies: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
 
     @property
     def calls_per_s(self) -> float:
         return len(self.latencies) / self.seconds
 
-    def percentile(self, p: float, server: bool = False) -> float:
-        """Milliseconds; ``server``: as the server measured it (its interceptors and handler)."""
-        values = self.server_latencies if server else self.latencies
+    def percentile(self, p: float, source: str = "client") -> float:
+        """Milliseconds, as measured by ``source``: "client", "server" (from arrival) or "handler"."""
+        values = {"client": self.latencies, "server": self.server_latencies, "handler": self.handler_latencies}[source]
         return float(np.percentile(values, p) * 1e3) if values else float("nan")
 
     def summary(self) -> str:
         return (f"{self.clients} clients, {self.seconds:.0f} s: {len(self.latencies):,} calls, {self.calls_per_s:,.0f} calls/s, "
                 f"p50 {self.percentile(50):.2f} ms, p95 {self.percentile(95):.2f} ms, p99 {self.percentile(99):.2f} ms "
-                f"(server-side p50 {self.percentile(50, True):.2f}, p99 {self.percentile(99, True):.2f}), errors {self.errors}")
+                f"(server-side p50 {self.percentile(50, 'server'):.2f}, p99 {self.percentile(99, 'server'):.2f}; "
+                f"in the handler p50 {self.percentile(50, 'handler'):.2f}, p99 {self.percentile(99, 'handler'):.2f}), errors {self.errors}")
 
 
-def server_seconds(call) -> float | None:
-    """The server's own time for a call, from its ``server-timing: total;dur=<ms>`` trailer."""
+def server_timing(call) -> dict[str, float]:
+    """Seconds by name from the server's ``server-timing: total;dur=<ms>, handler;dur=<ms>`` trailer."""
+    timing = {}
     for key, value in call.trailing_metadata() or ():
-        if key == "server-timing" and "dur=" in value:
-            return float(value.split("dur=", 1)[1]) / 1e3
-    return None
+        if key == "server-timing":
+            for part in value.split(","):
+                name, _, duration = part.strip().partition(";dur=")
+                timing[name] = float(duration) / 1e3
+    return timing
 
 
 def identify_requests(probes: np.ndarray, gallery: str, model_id: str = DEFAULT_FACE_MODEL, top: int = 10) -> list[pb.IdentifyRequest]:
@@ -76,21 +82,24 @@ def run_load(stub: pb_grpc.IdentityServiceStub, requests: list[pb.IdentifyReques
     stop_at = time.monotonic() + seconds
 
     def client(c: int) -> None:
-        latencies, server, errors, i = [], [], {}, c
+        latencies, server, handler, errors, i = [], [], [], {}, c
         while time.monotonic() < stop_at:
             started = time.perf_counter()
             try:
                 _, call = stub.Identify.with_call(requests[i % len(requests)], timeout=30)
                 latencies.append(time.perf_counter() - started)
-                own = server_seconds(call)
-                if own is not None:
-                    server.append(own)
+                timing = server_timing(call)
+                if "total" in timing:
+                    server.append(timing["total"])
+                if "handler" in timing:
+                    handler.append(timing["handler"])
             except grpc.RpcError as error:
                 errors[error.code().name] = errors.get(error.code().name, 0) + 1
             i += clients
         with lock:
             report.latencies.extend(latencies)
             report.server_latencies.extend(server)
+            report.handler_latencies.extend(handler)
             for code, n in errors.items():
                 report.errors[code] = report.errors.get(code, 0) + n
 

@@ -26,7 +26,7 @@ import grpc
 import numpy as np
 import pytest
 
-from benchmarks.load import identify_requests, run_load, server_seconds
+from benchmarks.load import identify_requests, run_load
 from matcher.index import VectorIndex
 from matcher.policy import IndexPolicy
 from shanakht.settings import DEFAULT_FACE_DIMENSION as DIM
