@@ -212,7 +212,8 @@ def write_scale(figures: dict, n: int, command: str) -> None:
         "",
         "**Server** (gRPC on loopback, clients on the same 2 cores; server-side = the server's own time per call, from its "
         "`server-timing` trailer: from the call's arrival, when gRPC runs the interceptors, to the answer; of that, in the "
-        "handler = after gRPC's queue for a handler thread; client-side includes the client's share of the CPUs):",
+        "handler = after gRPC's queue for a handler thread; client-side includes the client's share of the CPUs; measured after the "
+        "bulk load's dirty pages were written out):",
         "",
         results.markdown_table(["Identify", "calls/s", "server p50 ms", "server p99 ms", "handler p50 ms", "handler p99 ms",
                                 "client p50 ms", "client p99 ms", "errors"], load_rows),

@@ -184,9 +184,9 @@ class ApproximateBackend:
     times faster than 8-bit scalar codes, so a query can probe many more lists for the same
     time: the lists probed, not the code's precision, decide recall here, because the exact
     re-scoring fixes the order.  Measured at 1M × 512 on this machine: SQ8 at 1/32 of the lists
-    gave rank-1 agreement 0.959 in 5.6 ms, PQ fast scan at 1/8 gave 0.998 in 0.84 ms.  At 1/8
-    of the lists, 64, 32 and 16 sub-vectors agreed alike (0.997, 0.997, 0.996) in 1.72, 0.99 and
-    0.80 ms: 32 (16 dimensions each) halves the scan, below that the fixed costs dominate.
+    gave rank-1 agreement 0.959 in 5.6 ms, PQ fast scan at 1/8 gave 0.998 in 0.84 ms.  Probing
+    1/8 of 3,577 lists, 64, 32 and 16 sub-vectors agreed alike (0.997, 0.997, 0.996) in 1.72, 0.99
+    and 0.80 ms: 32 (16 dimensions each) halves the scan, below that the fixed costs dominate.
 
     Deletion is a tombstone: the vector's slot is freed at once (re-scoring skips ids without a
     slot, so the template is gone from every result from then on) and the dead entry stays in

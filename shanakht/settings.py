@@ -41,7 +41,8 @@ class Settings:
     approximate_from: int = field(
         default=100_000, metadata={"help": "templates from which an index turns approximate: IVF-PQ fast scan, candidates re-scored exactly (0: always exact)"}
     )
-    probe_fraction: float = field(default=1 / 8, metadata={"help": "share of IVF lists probed per query (recall vs speed)"})
+    probe_fraction: float = field(default=1 / 5, metadata={"help": "share of IVF lists probed per query (recall vs speed)"})
+    min_probes: int = field(default=100, metadata={"help": "IVF lists probed per query at least, whatever the share"})
     rescore_factor: int = field(default=2, metadata={"help": "IVF candidates re-scored exactly per template asked for"})
     index_build_threads: int = field(default=1, metadata={"help": "threads that build approximate indexes in the background"})
     blas_threshold: int = field(default=8, metadata={"help": "exhaustive FAISS search uses BLAS from this many queries per call (its default is 250 of 512-d)"})
@@ -88,6 +89,7 @@ class Settings:
             batch_threads=self.batch_threads,
             approximate_from=self.approximate_from,
             probe_fraction=self.probe_fraction,
+            min_probes=self.min_probes,
             rescore_factor=self.rescore_factor,
             build_threads=self.index_build_threads,
         )
