@@ -43,7 +43,7 @@ class Settings:
     )
     probe_fraction: float = field(default=1 / 5, metadata={"help": "share of IVF lists probed per query (recall vs speed)"})
     min_probes: int = field(default=100, metadata={"help": "IVF lists probed per query at least, whatever the share"})
-    rescore_factor: int = field(default=2, metadata={"help": "IVF candidates re-scored exactly per template asked for"})
+    rescore_factor: float = field(default=1.5, metadata={"help": "IVF candidates re-scored exactly per template asked for (at least 32)"})
     index_build_threads: int = field(default=1, metadata={"help": "threads that build approximate indexes in the background"})
     blas_threshold: int = field(default=8, metadata={"help": "exhaustive FAISS search uses BLAS from this many queries per call (its default is 250 of 512-d)"})
     snapshot_interval_s: float = field(default=300.0, metadata={"help": "seconds between index snapshots (0: only at shutdown)"})
