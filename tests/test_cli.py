@@ -60,3 +60,11 @@ def test_benchmarks_still_run_at_a_tiny_size():
         capture_output=True, text=True, cwd=REPO, timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_unreadable_input_file_is_a_clear_error(shared_server, tmp_path):
+    server = ["--server", shared_server.address, "--api-key-file", str(shared_server.data_dir / "admin.key")]
+    for path in (tmp_path / "missing.jpg", tmp_path):  # absent, and a directory
+        result = cli("identify", *server, "--gallery", "watchlist", "--face", str(path), check=False)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert result.stderr.startswith(f"error: cannot read {path}")
