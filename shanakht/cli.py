@@ -429,6 +429,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ShanakhtError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except settings_module.SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except OSError as error:  # an image, template or key file that cannot be read
         print(f"error: cannot read {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
         return 1

@@ -23,6 +23,10 @@ def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+class SettingsError(ValueError):
+    """A setting out of range; the message names the flag."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Server configuration; field names map to ``--flag-name`` and ``SHANAKHT_FLAG_NAME``."""
@@ -70,6 +74,34 @@ class Settings:
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
     log_format: str = field(default="json", metadata={"help": "json or text"})
 
+    def __post_init__(self) -> None:
+        """Refuse values that would start a server that misbehaves later (0 workers, probing no lists)."""
+        problems = [f"--{name.replace('_', '-')} {why}, got {getattr(self, name)!r}" for name, ok, why in (
+            ("port", 0 <= self.port <= 65535, "must be 0–65535"),
+            ("metrics_port", 0 <= self.metrics_port <= 65535, "must be 0–65535"),
+            ("workers", self.workers >= 1, "must be at least 1"),
+            ("max_concurrent_rpcs", self.max_concurrent_rpcs >= 1, "must be at least 1"),
+            ("max_message_bytes", self.max_message_bytes >= 1024, "must be at least 1024"),
+            ("search_threads", self.search_threads >= 1, "must be at least 1"),
+            ("micro_batch", self.micro_batch >= 0, "must be 0 or more"),
+            ("batch_threads", self.batch_threads >= 0, "must be 0 or more"),
+            ("approximate_from", self.approximate_from >= 0, "must be 0 or more"),
+            ("probe_fraction", 0 < self.probe_fraction <= 1, "must be in (0, 1]"),
+            ("min_probes", self.min_probes >= 1, "must be at least 1"),
+            ("rescore_factor", self.rescore_factor >= 1, "must be at least 1"),
+            ("index_build_threads", self.index_build_threads >= 1, "must be at least 1"),
+            ("blas_threshold", self.blas_threshold >= 1, "must be at least 1"),
+            ("snapshot_interval_s", self.snapshot_interval_s >= 0, "must be 0 or more"),
+            ("shutdown_grace_s", self.shutdown_grace_s >= 0, "must be 0 or more"),
+            ("stream_batch", self.stream_batch >= 1, "must be at least 1"),
+            ("default_threshold_fmr", 0 < self.default_threshold_fmr < 1, "must be in (0, 1)"),
+            ("face_dimension", self.face_dimension >= 1, "must be at least 1"),
+            ("rate_limit", self.rate_limit >= 0, "must be 0 (unlimited) or more"),
+            ("model_threads", self.model_threads >= 1, "must be at least 1"),
+        ) if not ok]
+        if problems:
+            raise SettingsError("; ".join(problems))
+
     @property
     def store_path(self) -> Path:
         return self.data_dir / "shanakht.sqlite3"
@@ -104,10 +136,13 @@ def _convert(kind: Any, text: str) -> Any:
         return text.strip().lower() in ("1", "true", "yes", "on")
     if kind in (Path, "Path"):
         return Path(text)
-    if kind in (int, "int"):
-        return int(text)
-    if kind in (float, "float"):
-        return float(text)
+    try:
+        if kind in (int, "int"):
+            return int(text)
+        if kind in (float, "float"):
+            return float(text)
+    except ValueError:
+        raise SettingsError(f"{text!r} is not a number") from None
     return text
 
 

@@ -1,0 +1,42 @@
+"""Settings: defaults, env vars and flags in that order, and values out of range refused by name."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from shanakht import cli
+from shanakht.settings import Settings, SettingsError, add_arguments, load
+
+
+def parse(*flags: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(flags))
+
+
+def test_flags_override_env_override_defaults():
+    settings = load(parse("--workers", "3"), {"SHANAKHT_WORKERS": "5", "SHANAKHT_PROBE_FRACTION": "0.5"})
+    assert settings.workers == 3 and settings.probe_fraction == 0.5
+    assert settings.min_probes == Settings().min_probes
+
+
+@pytest.mark.parametrize("name, value", [
+    ("workers", 0), ("probe_fraction", 0.0), ("probe_fraction", float("nan")), ("rescore_factor", 0.5),
+    ("port", 70_000), ("default_threshold_fmr", 1.0), ("stream_batch", 0),
+])
+def test_out_of_range_values_are_refused_by_flag_name(name, value):
+    with pytest.raises(SettingsError, match=f"--{name.replace('_', '-')} "):
+        Settings(**{name: value})
+
+
+def test_the_cli_reports_a_bad_setting_without_a_traceback(capsys):
+    assert cli.main(["serve", "--probe-fraction", "0"]) == 2
+    assert capsys.readouterr().err.startswith("error: --probe-fraction must be in (0, 1]")
+
+
+def test_a_non_number_in_the_environment_is_named(monkeypatch, capsys):
+    monkeypatch.setenv("SHANAKHT_WORKERS", "many")
+    assert cli.main(["serve"]) == 2
+    assert "'many' is not a number" in capsys.readouterr().err
