@@ -355,23 +355,20 @@ class VectorIndex:
             if total == 0 or top_subjects <= 0:
                 return [SubjectHits([], np.empty(0, dtype=np.float32)) for _ in range(queries.shape[0])]
             k = min(total, max(2 * top_subjects, 16))
+            wanted = min(top_subjects, self.subject_count)
             while True:
                 similarities, template_ids = backend.search(queries, k)
-                codes = np.where(template_ids >= 0, self._code_of_template[np.maximum(template_ids, 0)], -1)
-                best_sims, best_codes = native.best_per_subject(similarities, codes, top_subjects)
-                found = (best_codes >= 0).sum(axis=1)
+                best_sims, best_codes = native.best_per_subject(similarities, template_ids, top_subjects, self._code_of_template)
+                found = (best_codes >= 0).sum(axis=1).tolist()
                 # Done when every query has its subjects or has seen all the index can give it
                 # (an approximate search returns fewer hits than asked once its probed lists run out).
-                exhausted = template_ids[:, -1] < 0
-                if k >= total or np.all((found >= min(top_subjects, self.subject_count)) | exhausted):
+                if k >= total or all(f >= wanted or last < 0 for f, last in zip(found, template_ids[:, -1].tolist())):
                     break
                 k = min(total, k * 4)
             names = self._subject_of_code
-            hits = []
-            for row in range(queries.shape[0]):
-                n = int(found[row])
-                hits.append(SubjectHits([names[c] for c in best_codes[row, :n]], best_sims[row, :n].copy()))
-            return hits
+            return [
+                SubjectHits([names[c] for c in best_codes[row, :n].tolist()], best_sims[row, :n].copy()) for row, n in enumerate(found)
+            ]
 
     def stack(self, vectors: Sequence[np.ndarray]) -> np.ndarray:
         """Templates as the ``[n, d]`` float32 matrix every method here takes."""

@@ -10,13 +10,18 @@ import numpy as np
 
 
 def best_per_subject(
-    similarities: np.ndarray, subject_codes: np.ndarray, top: int
+    similarities: np.ndarray, subject_codes: np.ndarray, top: int, code_of: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Collapse ranked template hits to each subject's best hit, keeping ``top`` subjects per row.
 
     Rows are FAISS results, already sorted best first; code -1 marks an empty slot.  Output rows
-    are padded with similarity -inf and code -1.
+    are padded with similarity -inf and code -1.  With ``code_of``, ``subject_codes`` holds
+    template ids, read as ``code_of[id]`` (-1 for an id that is negative or past the map).
     """
+    if code_of is not None:
+        ids = subject_codes
+        inside = (ids >= 0) & (ids < code_of.size)
+        subject_codes = np.where(inside, code_of[np.where(inside, ids, 0)], -1) if code_of.size else np.full_like(ids, -1)
     n_rows = similarities.shape[0]
     out_sims = np.full((n_rows, top), -np.inf, dtype=np.float32)
     out_codes = np.full((n_rows, top), -1, dtype=np.int64)

@@ -21,8 +21,15 @@ cdef inline uint64_t _mix(int64_t key) noexcept nogil:
     return z ^ (z >> 31)
 
 
-def best_per_subject(const float[:, :] similarities, const int64_t[:, :] subject_codes, Py_ssize_t top):
-    """Each subject's best hit per row, at most ``top`` per row, best first (see reference)."""
+def best_per_subject(const float[:, :] similarities, const int64_t[:, :] subject_codes, Py_ssize_t top,
+                     const int64_t[:] code_of=None):
+    """Each subject's best hit per row, at most ``top`` per row, best first (see reference).
+
+    With ``code_of``, ``subject_codes`` holds template ids and each is read as ``code_of[id]``:
+    the id → subject lookup costs NumPy four array operations per search, and nothing here.
+    """
+    cdef bint mapped = code_of is not None
+    cdef Py_ssize_t n_map = code_of.shape[0] if mapped else 0
     cdef Py_ssize_t n_rows = similarities.shape[0]
     cdef Py_ssize_t k = similarities.shape[1]
     if subject_codes.shape[0] != n_rows or subject_codes.shape[1] != k:
@@ -55,6 +62,8 @@ def best_per_subject(const float[:, :] similarities, const int64_t[:, :] subject
                 filled = 0
                 for j in range(k):
                     code = subject_codes[row, j]
+                    if mapped:
+                        code = code_of[code] if 0 <= code < n_map else -1
                     if code < 0:
                         continue
                     slot = _mix(code) & mask

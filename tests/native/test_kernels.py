@@ -24,6 +24,17 @@ def test_best_per_subject_matches_reference(rows, k, subjects, top):
     np.testing.assert_array_equal(got[1], expected[1])
 
 
+@pytest.mark.parametrize("rows, k, templates", [(1, 20, 50), (8, 100, 300), (3, 10, 0)])
+def test_best_per_subject_through_a_template_map_matches_reference(rows, k, templates):
+    rng = np.random.default_rng(rows + k)
+    sims = -np.sort(-rng.random((rows, k), dtype=np.float32), axis=1)
+    ids = rng.integers(-1, templates + 5, (rows, k)).astype(np.int64)  # −1 padding and ids past the map
+    code_of = rng.integers(-1, max(templates // 2, 1), templates).astype(np.int64)  # −1: a removed template
+    got, expected = native.best_per_subject(sims, ids, 10, code_of), reference.best_per_subject(sims, ids, 10, code_of)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+
+
 def test_best_per_subject_edges():
     sims = np.array([[0.9, 0.8, 0.7, 0.6]], dtype=np.float32)
     codes = np.array([[-1, -1, -1, -1]], dtype=np.int64)
