@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from matcher.finger.iso19794 import from_iso, to_iso
@@ -17,15 +15,6 @@ def test_genuine_pairs_beat_impostor_pairs(db1_templates):
     genuine = [match(t[(f, a)], t[(f, b)]) for f in (101, 102) for a, b in ((1, 2), (1, 3), (2, 3))]
     impostor = [match(t[(101, a)], t[(102, b)]) for a in (1, 2, 3) for b in (1, 2, 3)]
     assert min(genuine) > max(impostor)
-
-
-def test_match_is_fast_on_prepared_templates(db1_templates):
-    a, b = prepare(db1_templates[(101, 1)]), prepare(db1_templates[(101, 2)])
-    match(a, b)
-    start = time.perf_counter()
-    for _ in range(50):
-        match(a, b)
-    assert (time.perf_counter() - start) / 50 < 0.005  # ≤ 1 ms measured by the benchmark; loose under CI load
 
 
 def test_iso_round_trip_matches_at_the_same_score(db1_templates):
