@@ -26,9 +26,9 @@ class IndexPolicy:
     # ... but never fewer lists than this: with √N/2 lists a fifth is few lists at 100k (158 lists,
     # 32 probed: agreement 0.973), and it is the lists probed that decide recall.
     min_probes: int = 100
-    # IVF candidates re-scored exactly, per template asked for (at least backends.RESCORE_MIN).  At 1M, widths
-    # of 20 to 64 gave the same rank-1 agreement (1.000); FAISS's fast scan keeps up to 32 results
-    # in a cheaper structure than more (k = 40 cost 20% more than k = 32).
+    # IVF candidates re-scored exactly, per template asked for (at least backends.RESCORE_MIN).
+    # At 1M, widths of 20 to 64 gave the same rank-1 agreement (1.000); FAISS's fast scan keeps
+    # up to 32 results in a cheaper structure than more (k = 40 cost 20% more than k = 32).
     rescore_factor: float = 1.5
     # OpenMP threads for training and filling an IVF index in the background.
     build_threads: int = 1

@@ -432,8 +432,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except settings_module.SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except OSError as error:  # an image, template or key file that cannot be read
-        print(f"error: cannot read {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+    except OSError as error:  # a file named on the command line (image, template, key) that cannot be used
+        if error.filename is None:
+            raise
+        print(f"error: {error.filename}: {error.strerror}", file=sys.stderr)
         return 1
 
 

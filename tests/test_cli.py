@@ -67,4 +67,4 @@ def test_unreadable_input_file_is_a_clear_error(shared_server, tmp_path):
     for path in (tmp_path / "missing.jpg", tmp_path):  # absent, and a directory
         result = cli("identify", *server, "--gallery", "watchlist", "--face", str(path), check=False)
         assert result.returncode == 1 and "Traceback" not in result.stderr
-        assert result.stderr.startswith(f"error: cannot read {path}")
+        assert result.stderr.startswith(f"error: {path}: ")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from matcher.finger.iso19794 import from_iso, to_iso
-from matcher.finger.descriptors import prepare
 from matcher.finger.index import FingerIndex
 from matcher.finger.matching import match
 
