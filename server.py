@@ -39,12 +39,12 @@ from matcher.index import use_blas_from
 from matcher.store.base import GalleryRecord, ModalitySpec, Store
 from matcher.store.sqlite import SQLiteStore
 from matcher.templates import Modality, Template
-from shanakht import logs
-from shanakht.audit import AuditTrail
-from shanakht.auth import Authenticator, TokenBucket, create_key
-from shanakht.extraction import QUALITY_POLICIES, FaceImages, FingerImages, SampleDecoder
-from shanakht.interceptors import AccessInterceptor, ErrorsAndMetricsInterceptor, status_for
-from shanakht.settings import Settings
+from transport import logs
+from transport.audit import AuditTrail
+from transport.auth import Authenticator, TokenBucket, create_key
+from transport.extraction import QUALITY_POLICIES, FaceImages, FingerImages, SampleDecoder
+from transport.interceptors import AccessInterceptor, ErrorsAndMetricsInterceptor, status_for
+from transport.settings import Settings
 from shanakht.v1 import identity_pb2 as pb
 from shanakht.v1 import identity_pb2_grpc as pb_grpc
 

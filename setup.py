@@ -38,7 +38,7 @@ def generate_protos() -> None:
 generate_protos()
 
 setup(
-    packages=find_packages(include=["shanakht", "shanakht.*", "matcher", "matcher.*", "enrollment", "enrollment.*", "native"]),
+    packages=find_packages(include=["shanakht", "shanakht.*", "cli", "transport", "matcher", "matcher.*", "enrollment", "enrollment.*", "native"]),
     py_modules=["server"],
     package_data={"enrollment": ["*.toml", "calibration/*.toml"], "native": ["*.pyx"]},
     ext_modules=cythonize(

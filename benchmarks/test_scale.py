@@ -29,7 +29,7 @@ import pytest
 from benchmarks.load import identify_requests, run_load
 from matcher.index import VectorIndex
 from matcher.policy import IndexPolicy
-from shanakht.settings import DEFAULT_FACE_DIMENSION as DIM
+from transport.settings import DEFAULT_FACE_DIMENSION as DIM
 from shanakht.v1 import identity_pb2 as pb
 from tests.conftest import DATA, ServerProcess, template_sample
 

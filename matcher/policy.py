@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class IndexPolicy:
-    """Index choice and search knobs; see ``shanakht.settings`` for the operator-facing flags."""
+    """Index choice and search knobs; see ``transport.settings`` for the operator-facing flags."""
 
     micro_batch: int = 32
     # OpenMP threads for a micro-batch of queries (0: every core); a lone query always uses one.

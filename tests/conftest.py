@@ -17,7 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from shanakht.client import connect
-from shanakht.settings import DEFAULT_FACE_DIMENSION, DEFAULT_FACE_MODEL
+from transport.settings import DEFAULT_FACE_DIMENSION, DEFAULT_FACE_MODEL
 from shanakht.v1 import identity_pb2 as pb
 from shanakht.v1 import identity_pb2_grpc as pb_grpc
 
@@ -68,7 +68,7 @@ class ServerProcess:
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shanakht.cli", "serve", "--data-dir", str(self.data_dir), "--host", "127.0.0.1",
+            [sys.executable, "-m", "cli", "serve", "--data-dir", str(self.data_dir), "--host", "127.0.0.1",
              "--port", "0", "--snapshot-interval-s", "0", "--log-format", "text", "--rate-limit", "0", *self.extra_args],
             stdout=subprocess.PIPE, stderr=log, cwd=REPO,
         )

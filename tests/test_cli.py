@@ -12,7 +12,7 @@ from tests.conftest import REPO, noisy, unit_vectors
 
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "shanakht.cli", *args], capture_output=True, text=True, cwd=REPO, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, cwd=REPO, timeout=60)
     if check and result.returncode != 0:
         raise AssertionError(result.stderr)
     return result

@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
-from shanakht import cli
-from shanakht.settings import Settings, SettingsError, add_arguments, load
+from cli import commands as cli
+from transport.settings import Settings, SettingsError, add_arguments, load
 
 
 def parse(*flags: str) -> argparse.Namespace:

@@ -29,7 +29,7 @@ DENIED = {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED}
 
 
 def cli(*args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "shanakht.cli", *args], capture_output=True, text=True, cwd=REPO, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -193,7 +193,7 @@ def test_audit_records_every_call_and_detects_tampering(server_factory):
     db = server.data_dir / "shanakht.sqlite3"
 
     def verify_output() -> tuple[int, str]:
-        result = subprocess.run([sys.executable, "-m", "shanakht.cli", "audit", "verify", "--data-dir", str(server.data_dir)],
+        result = subprocess.run([sys.executable, "-m", "cli", "audit", "verify", "--data-dir", str(server.data_dir)],
                                 capture_output=True, text=True, cwd=REPO, timeout=60)
         return result.returncode, result.stdout
 

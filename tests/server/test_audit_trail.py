@@ -9,7 +9,7 @@ import pytest
 from matcher.errors import StoreUnavailable
 from matcher.store.audit import verify
 from matcher.store.sqlite import SQLiteStore
-from shanakht.audit import AuditTrail
+from transport.audit import AuditTrail
 
 
 def test_concurrent_calls_each_get_their_own_durable_record_in_one_chain(tmp_path):

@@ -16,7 +16,7 @@ CACHE = model_cache()
 
 def serve(tmp_path, model_dir) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "shanakht.cli", "serve", "--data-dir", str(tmp_path / "data"), "--port", "0", "--model-dir", str(model_dir)],
+        [sys.executable, "-m", "cli", "serve", "--data-dir", str(tmp_path / "data"), "--port", "0", "--model-dir", str(model_dir)],
         capture_output=True, text=True, cwd=REPO, timeout=120,
     )
 

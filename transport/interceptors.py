@@ -32,8 +32,8 @@ from matcher.errors import (
     Unauthenticated,
 )
 from matcher.store.base import Principal
-from shanakht.audit import AuditTrail, PendingRecord, probe_hash
-from shanakht.auth import ROLES, Authenticator, TokenBucket, authorize
+from transport.audit import AuditTrail, PendingRecord, probe_hash
+from transport.auth import ROLES, Authenticator, TokenBucket, authorize
 
 log = logging.getLogger("shanakht.server")
 

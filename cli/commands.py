@@ -16,7 +16,7 @@ import grpc
 import numpy as np
 from google.protobuf import json_format
 
-from shanakht import settings as settings_module
+from transport import settings as settings_module
 from matcher.errors import ShanakhtError
 from shanakht.client import connect, resolve_key
 from shanakht.v1 import identity_pb2 as pb
@@ -82,6 +82,7 @@ def _candidates_table(candidates) -> None:
 
 # -- commands -------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: client commands should not pay for loading FAISS and ONNX Runtime.
     import server
 
     server.serve(settings_module.load(args))
@@ -212,7 +213,7 @@ def _operator_audit(store, payload: dict) -> None:
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
-    from shanakht.auth import create_key
+    from transport.auth import create_key
 
     store = _open_store(args)
     galleries = [g.strip() for g in (args.galleries or "").split(",") if g.strip()]
@@ -258,7 +259,7 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from shanakht.audit import verify_log
+    from transport.audit import verify_log
 
     store = _open_store(args)
     checked, problems = verify_log(store)
@@ -275,7 +276,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 def cmd_audit_export(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
-    from shanakht.audit import export
+    from transport.audit import export
 
     since = 0.0
     if args.since:
@@ -317,7 +318,7 @@ def _client(sub: argparse._SubParsersAction, name: str, help_text: str) -> argpa
 
 
 def _sample_arguments(parser: argparse.ArgumentParser) -> None:
-    from shanakht.settings import DEFAULT_FACE_MODEL
+    from transport.settings import DEFAULT_FACE_MODEL
 
     parser.add_argument("--template-npy", action="append", metavar="FILE", help=".npy vector (or rows of vectors) to send as templates")
     parser.add_argument("--face", action="append", metavar="IMAGE", help="face photo")
