@@ -25,10 +25,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from enrollment.calibrate import load_calibration
+from enrollment.calibration import load_calibration
 from enrollment.errors import ModelUnavailable
 from enrollment.face.pipeline import FaceExtractor
-from enrollment.finger.calibrate import load_finger_calibration
+from enrollment.calibration import load_finger_calibration
 from enrollment.finger.pipeline import FingerExtractor
 from matcher.calibration import Calibration
 from matcher.finger.iso19794 import FORMAT_ID as FINGER_FORMAT_ID

@@ -29,7 +29,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks import results  # noqa: E402
-from enrollment.calibrate import load_calibration  # noqa: E402
+from enrollment.calibration import load_calibration  # noqa: E402
 from enrollment.datasets import CALIBRATION_SETS, PRE_ALIGNED_SETS, default_data_dir, face_sets, load_face_set, load_pairs  # noqa: E402
 from enrollment.face.evaluation import EmbeddedSet, pair_scores, rank1_one_enrolled, tar_at_far  # noqa: E402
 from enrollment.face.evaluation import embed_set  # noqa: E402

@@ -225,7 +225,7 @@ def _run_probes(gallery: FingerIndex, probes) -> dict:
 
 def multi_finger(args, extractor) -> dict:
     """ten_fingers_4_people: per person and finger, impression 1 enrolled, 2 probed."""
-    from enrollment.finger.calibrate import load_finger_calibration
+    from enrollment.calibration import load_finger_calibration
 
     calibration = load_finger_calibration()
     s = extract_set(extractor, "ten_fingers_4_people", args.data)

@@ -248,7 +248,6 @@ def test_scale_mixed_load(population, served, figures, request):
     deleted: dict[str, float] = {}  # subject → when its deletion was acknowledged
     lock = threading.Lock()
     stop_at = time.monotonic() + seconds
-    vectors = population.vectors
 
     def count(kind: str) -> None:
         with lock:

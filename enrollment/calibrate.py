@@ -16,97 +16,17 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import logging
-import math
 import sys
-import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from enrollment import models
+from enrollment.calibration import EMBEDDER, MIN_TAIL_PAIRS, build_table, load_calibration, write_table
 from enrollment.errors import ModelUnavailable
-from matcher.calibration import Calibration
 
 log = logging.getLogger(__name__)
-
-EMBEDDER = "fr_feature"
-MIN_TAIL_PAIRS = 5  # the last calibrated FMR is MIN_TAIL_PAIRS / N
-SCORE_STEP = 0.1
-
-
-def load_calibration(model_name: str = EMBEDDER, manifest: Mapping[str, models.ModelSpec] | None = None) -> Calibration:
-    """The shipped similarity → ``-log10(FMR)`` table of ``model_name``.
-
-    Raises ``ModelUnavailable`` if the manifest names no table, the file is missing, or it was
-    measured for a different model id (a table must never outlive the model it describes).
-    """
-    specs = manifest if manifest is not None else models.load_manifest()
-    spec = specs.get(model_name)
-    if spec is None or spec.calibration is None:
-        raise ModelUnavailable(f"model {model_name!r} has no calibration table in the manifest")
-    return read_table(spec.calibration, "model_id", spec.model_id)
-
-
-def read_table(path: Path | str, id_key: str, expected_id: str) -> Calibration:
-    """A calibration table file, checked to describe ``expected_id`` (the model or matcher it was measured for)."""
-    try:
-        with open(path, "rb") as fh:
-            table = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ModelUnavailable(f"cannot read calibration table {path}: {exc}") from exc
-    if table.get(id_key) != expected_id:
-        raise ModelUnavailable(f"calibration table {path} is for {table.get(id_key)!r}, not {expected_id!r}")
-    try:
-        return Calibration(
-            source=str(table["source"]),
-            similarities=tuple(float(v) for v in table["similarities"]),
-            scores=tuple(float(v) for v in table["scores"]),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelUnavailable(f"calibration table {path} is malformed: {exc}") from exc
-
-
-def build_table(impostors: np.ndarray, step: float = SCORE_STEP, min_tail: int = MIN_TAIL_PAIRS) -> tuple[list[float], list[float], float]:
-    """(similarities, scores, max_score) from impostor cosines.
-
-    Points at scores 0, step, 2·step, … up to ``log10(N / min_tail)``; each point's similarity is
-    the impostor quantile at FMR = 10^-score.  Endpoints −1 and 1 are added so the table covers
-    every cosine; the matcher's ``Calibration`` clamps beyond the last measured point.
-    """
-    values = np.sort(np.asarray(impostors, dtype=np.float64))
-    n = len(values)
-    if n < 100:
-        raise ValueError(f"need at least 100 impostor pairs to calibrate, got {n}")
-    max_score = math.floor(math.log10(n / min_tail) / step) * step
-    sims, scores = [-1.0], [0.0]
-    for k in range(1, int(round(max_score / step)) + 1):
-        score = round(k * step, 6)
-        threshold = float(np.quantile(values, 1.0 - 10.0 ** (-score)))
-        if threshold > sims[-1] + 1e-6:
-            sims.append(threshold)
-            scores.append(score)
-    if sims[-1] < 1.0:
-        sims.append(1.0)
-        scores.append(scores[-1])
-    return [round(s, 6) for s in sims], scores, max_score
-
-
-def _write_table(path: Path, header: Sequence[str], fields: Mapping[str, object]) -> None:
-    def fmt(value: object) -> str:
-        if isinstance(value, str):
-            return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(value, (list, tuple)):
-            rows = [", ".join(fmt(v) for v in value[i : i + 8]) for i in range(0, len(value), 8)]
-            return "[\n  " + ",\n  ".join(rows) + ",\n]"
-        if isinstance(value, float):
-            return repr(value)
-        return str(value)
-
-    lines = [f"# {line}" if line else "#" for line in header] + [""]
-    lines += [f"{key} = {fmt(value)}" for key, value in fields.items()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
 
 
 def calibrate_face(data_dir: Path | None, model_dir: Path | None, threads: int = 1) -> Path:
@@ -140,7 +60,7 @@ def calibrate_face(data_dir: Path | None, model_dir: Path | None, threads: int =
         f"Scores stop at {max_score:.1f} = log10(N / {MIN_TAIL_PAIRS}): below FMR {MIN_TAIL_PAIRS}/N the data says nothing,",
         "so the table is clamped there instead of extrapolated.",
     ]
-    _write_table(
+    write_table(
         spec.calibration,
         header,
         {

@@ -23,22 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from enrollment.calibrate import MIN_TAIL_PAIRS, _write_table, build_table, read_table
+from enrollment.calibration import FINGER_MATCHER_ID as MATCHER_ID
+from enrollment.calibration import FINGER_TABLE as TABLE_PATH
+from enrollment.calibration import MIN_TAIL_PAIRS, build_table, load_finger_calibration, write_table
 from enrollment.errors import ModelUnavailable
-from enrollment.finger.pipeline import MODEL_ID
-from matcher.calibration import Calibration
 
 log = logging.getLogger(__name__)
 
-TABLE_PATH = Path(__file__).resolve().parent.parent / "calibration" / "finger.toml"
-MATCHER_ID = f"shanakht-mcc-consolidation@2+{MODEL_ID}"  # @2: overlap-normalised score
 DISTRACTOR_SET = "socofing_real_distractors"
 MAX_RAW = 10_000.0
-
-
-def load_finger_calibration(path: Path = TABLE_PATH) -> Calibration:
-    """The shipped raw score → ``-log10(FMR)`` table; ``ModelUnavailable`` if absent or stale."""
-    return read_table(path, "matcher_id", MATCHER_ID)
 
 
 def impostor_scores(data_dir: Path | None, model_dir: Path | None, pairs: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
@@ -88,7 +81,7 @@ def calibrate(data_dir: Path | None, model_dir: Path | None, pairs: int = 200_00
         f"Impostor pairs: {', '.join(parts)}; total {len(impostors)}.",
         f"Scores stop at {max_score:.1f} = log10(N / {MIN_TAIL_PAIRS}); beyond that the table is clamped.",
     ]
-    _write_table(
+    write_table(
         path,
         header,
         {

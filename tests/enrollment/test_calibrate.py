@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from enrollment import models
-from enrollment.calibrate import build_table, load_calibration
+from enrollment.calibration import build_table, load_calibration
 from enrollment.errors import ModelUnavailable
 from matcher.calibration import Calibration
 

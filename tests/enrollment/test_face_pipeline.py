@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from enrollment.calibrate import load_calibration
+from enrollment.calibration import load_calibration
 from enrollment.errors import ImageDecodeError, LowQuality, MultipleFaces, NoFaceFound
 from enrollment.face.pipeline import FaceExtractor
 from enrollment.face.quality import QualityAction, QualityPolicy
