@@ -25,24 +25,23 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from enrollment.calibration import load_calibration
 from enrollment.errors import ModelUnavailable
-from enrollment.face.pipeline import FaceExtractor
-from enrollment.calibration import load_finger_calibration
-from enrollment.finger.pipeline import FingerExtractor
+from enrollment.extractor import QUALITY_POLICIES, Extractor
+from enrollment.modalities import load_extractors
 from matcher.calibration import Calibration
-from matcher.finger.iso19794 import FORMAT_ID as FINGER_FORMAT_ID
 from matcher.errors import AlreadyExists, InvalidArgument, ShanakhtError
 from matcher.galleries import Enrolled, EnrollItem, Galleries, default_calibration
 from matcher.gallery import Candidate
 from matcher.index import use_blas_from
 from matcher.store.base import GalleryRecord, ModalitySpec, Store
+from matcher.store.redis import RedisStore
 from matcher.store.sqlite import SQLiteStore
+from matcher.modalities import modality_of, template_payload
 from matcher.templates import Modality, Template
 from transport import logs
 from transport.audit import AuditTrail
 from transport.auth import Authenticator, TokenBucket, create_key
-from transport.extraction import QUALITY_POLICIES, FaceImages, FingerImages, SampleDecoder
+from transport.extraction import SampleDecoder
 from transport.interceptors import AccessInterceptor, ErrorsAndMetricsInterceptor, status_for
 from transport.settings import Settings
 from shanakht.v1 import identity_pb2 as pb
@@ -60,10 +59,11 @@ def _deadline(context: grpc.ServicerContext) -> float | None:
 class IdentityServicer(pb_grpc.IdentityServiceServicer):
     """Translates protobuf ↔ library calls; see the proto for the contract of each RPC."""
 
-    def __init__(self, galleries: Galleries, settings: Settings, decoder: SampleDecoder):
+    def __init__(self, galleries: Galleries, settings: Settings, decoder: SampleDecoder, default_modalities: tuple[ModalitySpec, ...]):
         self.galleries = galleries
         self.settings = settings
         self.decoder = decoder
+        self.default_modalities = default_modalities  # what a gallery created without modalities holds
 
     @staticmethod
     def _candidate(candidate: Candidate, metadata: Mapping[str, str]) -> pb.Candidate:
@@ -218,7 +218,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         t = extracted.template
         return pb.ExtractTemplateResponse(
             template=pb.Template(
-                modality=t.modality.value, model_id=t.model_id, vector=t.payload(), finger_position=t.finger_position
+                modality=t.modality.value, model_id=t.model_id, vector=template_payload(t), finger_position=t.finger_position
             ),
             quality=extracted.quality,
         )
@@ -245,27 +245,20 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     def CreateGallery(self, request: pb.CreateGalleryRequest, context: grpc.ServicerContext) -> pb.Gallery:
         if not math.isfinite(request.threshold_fmr):
             raise InvalidArgument("threshold_fmr", "must be a finite number")
-        for i, m in enumerate(request.modalities):
-            if m.modality not in (pb.MODALITY_FACE, pb.MODALITY_FINGER):
-                raise InvalidArgument(f"modalities[{i}].modality", f"must be MODALITY_FACE or MODALITY_FINGER, got {m.modality}")
-        specs = tuple(ModalitySpec(Modality(m.modality), m.model_id, m.dimension) for m in request.modalities)
+        specs = tuple(
+            ModalitySpec(modality_of(m.modality, f"modalities[{i}].modality"), m.model_id, m.dimension)
+            for i, m in enumerate(request.modalities)
+        )
         if request.quality_policy not in ("", *QUALITY_POLICIES):
             raise InvalidArgument("quality_policy", f"must be one of {', '.join(QUALITY_POLICIES)}, got {request.quality_policy!r}")
         record = GalleryRecord(
             name=request.name,
             threshold_fmr=request.threshold_fmr or self.settings.default_threshold_fmr,
-            modalities=specs or self.default_modalities(self.settings),
+            modalities=specs or self.default_modalities,
             description=request.description,
             quality_policy=request.quality_policy or "warn",
         )
         return self._gallery_message(self.galleries.create(record).record)
-
-    @staticmethod
-    def default_modalities(settings: Settings) -> tuple[ModalitySpec, ...]:
-        return (
-            ModalitySpec(Modality.FACE, settings.face_model, settings.face_dimension),
-            ModalitySpec(Modality.FINGER, FINGER_FORMAT_ID, 0),
-        )
 
     @staticmethod
     def _gallery_message(record: GalleryRecord) -> pb.Gallery:
@@ -292,7 +285,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
                     subjects=s.subjects,
                     indexes=[
                         pb.IndexStats(
-                            modality=Modality[i.modality.upper()].value,
+                            modality=Modality.named(i.modality).value,
                             templates=i.templates,
                             index_type=i.index_type,
                             bytes_per_template=i.bytes_per_template,
@@ -332,13 +325,11 @@ class RunningServer:
         log.info("server stopped", extra={"port": self.port})
 
 
-def _ensure_default_galleries(galleries: Galleries, settings: Settings) -> None:
+def _ensure_default_galleries(galleries: Galleries, settings: Settings, modalities: tuple[ModalitySpec, ...]) -> None:
     for name in settings.gallery_names:
         if name not in galleries.names():
             try:
-                galleries.create(
-                    GalleryRecord(name, settings.default_threshold_fmr, IdentityServicer.default_modalities(settings))
-                )
+                galleries.create(GalleryRecord(name, settings.default_threshold_fmr, modalities))
             except AlreadyExists:  # another replica created it a moment ago
                 galleries.catch_up()
 
@@ -348,8 +339,6 @@ def _prepare_auth(settings: Settings, store: Store) -> bool:
     if settings.auth == "off":
         log.warning("access control is OFF: every caller is admin; never run this way outside a test bench")
         return False
-    if settings.auth != "required":
-        raise SystemExit(f"--auth must be required or off, not {settings.auth!r}")
     if not store.principals():
         principal, key = create_key(store, "admin", name="bootstrap-admin")
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -381,14 +370,7 @@ def _periodic_snapshots(galleries: Galleries, interval: float, stop: threading.E
 
 def open_store(settings: Settings) -> Store:
     """The configured store, refusing one that cannot keep its promise when durability is required."""
-    if settings.store == "sqlite":
-        store: Store = SQLiteStore(settings.store_path)
-    elif settings.store == "redis":
-        from matcher.store.redis import RedisStore
-
-        store = RedisStore(settings.redis_url, settings.redis_prefix)
-    else:
-        raise SystemExit(f"--store must be sqlite or redis, not {settings.store!r}")
+    store: Store = RedisStore(settings.redis_url, settings.redis_prefix) if settings.store == "redis" else SQLiteStore(settings.store_path)
     promise = store.durability()
     log.info("store opened", extra={"store": settings.store, "durability": promise})
     if settings.require_durable and not store.is_durable():
@@ -397,33 +379,40 @@ def open_store(settings: Settings) -> Store:
     return store
 
 
-def load_models(settings: Settings) -> tuple[SampleDecoder, Callable[[ModalitySpec], Calibration]]:
-    """The face and finger pipelines and their calibration tables; refuses to start on a missing or altered model."""
+@dataclass(frozen=True)
+class Models:
+    """The extractors this server runs and what follows from them for galleries and scores."""
+
+    decoder: SampleDecoder
+    calibration_for: Callable[[ModalitySpec], Calibration]
+    default_modalities: tuple[ModalitySpec, ...]  # of galleries created without naming their modalities
+
+
+def load_models(settings: Settings) -> Models:
+    """Every modality's extractor and calibration table; refuses to start on a missing or altered model."""
     try:
-        face = FaceExtractor(settings.model_dir, threads=settings.model_threads)
-        face_calibration = load_calibration("fr_feature")
-        finger = FingerExtractor(settings.model_dir, threads=settings.model_threads)
-        finger_calibration = load_finger_calibration()
+        extractors: list[Extractor] = load_extractors(settings.model_dir, settings.model_threads)
+        tables = {(e.modality, e.model_id): e.calibration() for e in extractors}
     except ModelUnavailable as error:
         raise SystemExit(f"refusing to start: {error} (run `make install` or `python -m enrollment.models fetch`)") from error
-    face_model = face.model_id
 
     def calibration_for(spec: ModalitySpec) -> Calibration:
-        if spec.modality is Modality.FINGER:
-            return finger_calibration
-        return face_calibration if spec.model_id == face_model else default_calibration(spec)
+        """The measured table of the model that made these templates, else the modality's null model."""
+        table = tables.get((spec.modality, spec.model_id))
+        return table if table is not None else default_calibration(spec)
 
-    return SampleDecoder({Modality.FACE: FaceImages(face), Modality.FINGER: FingerImages(finger)}), calibration_for
+    specs = tuple(ModalitySpec(e.modality, e.model_id, e.dimension) for e in extractors)
+    return Models(SampleDecoder(extractors), calibration_for, specs)
 
 
 def start(settings: Settings) -> RunningServer:
     """Open the store, load the models and galleries, and start serving (non-blocking)."""
     faiss.omp_set_num_threads(settings.search_threads)
-    use_blas_from(settings.blas_threshold, settings.face_dimension)
-    decoder, calibration_for = load_models(settings)
+    loaded = load_models(settings)
+    use_blas_from(settings.blas_threshold, max((s.dimension for s in loaded.default_modalities), default=1))
     store = open_store(settings)
-    galleries = Galleries(store, settings.snapshot_dir, calibration_for, settings.index_policy)
-    _ensure_default_galleries(galleries, settings)
+    galleries = Galleries(store, settings.snapshot_dir, loaded.calibration_for, settings.index_policy)
+    _ensure_default_galleries(galleries, settings, loaded.default_modalities)
     if not store.single_writer:
         galleries.start_following()
 
@@ -445,7 +434,7 @@ def start(settings: Settings) -> RunningServer:
         options=options,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
-    pb_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(galleries, settings, decoder), server)
+    pb_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(galleries, settings, loaded.decoder, loaded.default_modalities), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

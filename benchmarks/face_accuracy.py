@@ -29,10 +29,17 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks import results  # noqa: E402
+from benchmarks.evaluation.datasets import (  # noqa: E402
+    CALIBRATION_SETS,
+    PRE_ALIGNED_SETS,
+    default_data_dir,
+    face_sets,
+    load_face_set,
+    load_pairs,
+)
+from benchmarks.evaluation.face import EmbeddedSet, embed_set, pair_scores, rank1_one_enrolled  # noqa: E402
+from benchmarks.evaluation.metrics import tar_at_far  # noqa: E402
 from enrollment.calibration import load_calibration  # noqa: E402
-from enrollment.datasets import CALIBRATION_SETS, PRE_ALIGNED_SETS, default_data_dir, face_sets, load_face_set, load_pairs  # noqa: E402
-from enrollment.face.evaluation import EmbeddedSet, pair_scores, rank1_one_enrolled, tar_at_far  # noqa: E402
-from enrollment.face.evaluation import embed_set  # noqa: E402
 from enrollment.face.pipeline import STAGES, FaceExtractor  # noqa: E402
 
 BEGIN, END = "<!-- face_accuracy:begin -->", "<!-- face_accuracy:end -->"
@@ -60,8 +67,17 @@ class SetResult:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def evaluate(name: str, embedded: EmbeddedSet, seconds: float, pair_threshold: float | None, data: Path) -> SetResult:
-    genuine, impostor = pair_scores(embedded)
+def evaluate(
+    name: str,
+    embedded: EmbeddedSet,
+    seconds: float,
+    data: Path,
+    pair_threshold: float | None,
+    scores: np.ndarray | None = None,
+) -> SetResult:
+    """Every measure of one set.  ``scores`` is the [N, N] comparison matrix (the peer's -distance; default
+    cosines); a listed pair is declared "same" when its score is above ``pair_threshold`` (None: not scored)."""
+    genuine, impostor = pair_scores(embedded, scores)
     result = SetResult(
         name=name,
         images=len(embedded.labels),
@@ -71,17 +87,22 @@ def evaluate(name: str, embedded: EmbeddedSet, seconds: float, pair_threshold: f
         genuine=len(genuine),
         impostor=len(impostor),
         tar={far: tar_at_far(genuine, impostor, far) for far in FARS},
-        rank1=rank1_one_enrolled(embedded),
+        rank1=rank1_one_enrolled(embedded, scores),
         seconds=seconds,
         errors=embedded.errors,
     )
     pairs = load_pairs(name, data)
     if pairs and pair_threshold is not None:
         index = {rel: i for i, rel in enumerate(embedded.relpaths)}
+
+        def score(a: int, b: int) -> float:
+            # Per pair, not read off the matrix: a float32 dot product need not equal its matmul entry to the bit.
+            return float(embedded.vectors[a] @ embedded.vectors[b]) if scores is None else float(scores[a, b])
+
         correct = 0
         for a, b, same in pairs:
-            score = float(embedded.vectors[index[a]] @ embedded.vectors[index[b]]) if a in index and b in index else -1.0
-            correct += int((score > pair_threshold) == same)
+            value = score(index[a], index[b]) if a in index and b in index else -np.inf
+            correct += int((value > pair_threshold) == same)
         result.pairs, result.pairs_errors = len(pairs), len(pairs) - correct
         result.pairs_accuracy = correct / len(pairs)
     return result
@@ -160,46 +181,15 @@ def peer_embed(samples, pre_aligned: bool) -> tuple[EmbeddedSet, float]:
     return embedded, seconds
 
 
-def peer_evaluate(name: str, embedded: EmbeddedSet, seconds: float, data: Path) -> SetResult:
-    """Same measures for the peer; its score is -distance, failures score -inf (never a match)."""
+def peer_scores(embedded: EmbeddedSet) -> np.ndarray:
+    """The peer's comparison matrix: -Euclidean distance, failures at -1e9 (never a match)."""
     v, ok = embedded.vectors, embedded.acquired
     sq = (v**2).sum(axis=1)
     dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * v @ v.T, 0.0))
     score = -dist
     score[~ok, :] = -1e9
     score[:, ~ok] = -1e9
-    upper = np.triu_indices(len(v), 1)
-    same = (embedded.labels[:, None] == embedded.labels[None, :])[upper]
-    genuine, impostor = score[upper][same], score[upper][~same]
-    first: dict[str, int] = {}
-    for i, label in enumerate(embedded.labels):
-        first.setdefault(str(label), i)
-    gallery = np.array(list(first.values()))
-    probes = np.array([i for i in range(len(v)) if i not in set(gallery.tolist())])
-    best = gallery[np.argmax(score[np.ix_(probes, gallery)], axis=1)]
-    rank1 = float(((embedded.labels[best] == embedded.labels[probes]) & ok[probes]).mean())
-    result = SetResult(
-        name=name,
-        images=len(v),
-        identities=len(first),
-        fta=float(1 - ok.mean()),
-        fallbacks=0,
-        genuine=len(genuine),
-        impostor=len(impostor),
-        tar={far: tar_at_far(genuine, impostor, far) for far in FARS},
-        rank1=rank1,
-        seconds=seconds,
-        errors=embedded.errors,
-    )
-    pairs = load_pairs(name, data)
-    if pairs:
-        index = {rel: i for i, rel in enumerate(embedded.relpaths)}
-        correct = sum(
-            int((a in index and b in index and score[index[a], index[b]] > -PEER_TOLERANCE) == same) for a, b, same in pairs
-        )
-        result.pairs, result.pairs_errors = len(pairs), len(pairs) - correct
-        result.pairs_accuracy = correct / len(pairs)
-    return result
+    return score
 
 
 # ---------------------------------------------------------------------- report
@@ -315,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             full_frame_seconds += seconds
             for stage, value in timings.items():
                 stage_seconds[stage] = stage_seconds.get(stage, 0.0) + value
-        ours.append(evaluate(name, embedded, seconds, threshold, data))
+        ours.append(evaluate(name, embedded, seconds, data, threshold))
         print(f"{name}: {len(samples)} images in {seconds:.1f} s", file=sys.stderr)
 
     peer: dict[str, SetResult] = {}
@@ -330,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             for name in sets:
                 embedded, seconds = peer_embed(load_face_set(name, data), name in PRE_ALIGNED_SETS)
-                peer[name] = peer_evaluate(name, embedded, seconds, data)
+                peer[name] = evaluate(name, embedded, seconds, data, -PEER_TOLERANCE, peer_scores(embedded))
                 print(f"peer {name}: {seconds:.1f} s", file=sys.stderr)
         else:
             print("face_recognition is not installed; skipping the peer (pip install face_recognition)", file=sys.stderr)

@@ -26,6 +26,7 @@ import itertools
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,39 +35,28 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks.evaluation.datasets import default_data_dir  # noqa: E402
+from benchmarks.evaluation.finger import FVC_SETS, caching_extractor, default_cache_dir, extract_set  # noqa: E402
+from benchmarks.evaluation.metrics import d_prime, eer, fnmr_at_fmr, rank1  # noqa: E402
 from benchmarks.results import markdown_table, write_section  # noqa: E402
-from enrollment.datasets import default_data_dir  # noqa: E402
-from enrollment.finger.evaluation import FVC_SETS, caching_extractor, default_cache_dir, extract_set  # noqa: E402
-from matcher.finger.iso19794 import from_iso, to_iso  # noqa: E402
-from matcher.finger.template import FingerTemplate  # noqa: E402
 from matcher.finger.descriptors import prepare  # noqa: E402
 from matcher.finger.index import FingerIndex  # noqa: E402
+from matcher.finger.iso19794 import from_iso, to_iso  # noqa: E402
 from matcher.finger.matching import match  # noqa: E402
+from matcher.finger.template import FingerTemplate  # noqa: E402
 
 NAME = "finger_accuracy"
 PEER_MATCHERS = ("geometric", "bozorth3")
 
 
 # -- metrics ------------------------------------------------------------------------------
-def error_rates(genuine: np.ndarray, impostor: np.ndarray) -> dict[str, float]:
-    """EER (mean of FMR and FNMR where they cross), FNMR at FMR ≤ 1% and ≤ 0.1%, exact over all thresholds."""
-    g, i = np.sort(np.asarray(genuine, float)), np.sort(np.asarray(impostor, float))
-    thresholds = np.unique(np.concatenate([g, i, [np.inf]]))
-    fmr = 1.0 - np.searchsorted(i, thresholds, side="left") / len(i)  # impostor ≥ t accepted
-    fnmr = np.searchsorted(g, thresholds, side="left") / len(g)  # genuine < t rejected
-    k = int(np.argmin(np.abs(fmr - fnmr)))
-    eer = (fmr[k] + fnmr[k]) / 2
-
-    def at(target: float) -> float:
-        ok = fmr <= target + 1e-12
-        return float(fnmr[ok].min())
-
-    return {"eer": float(eer), "fmr100": at(0.01), "fmr1000": at(0.001)}
-
-
-def d_prime(genuine, impostor) -> float:
-    g, i = np.asarray(genuine, float), np.asarray(impostor, float)
-    return float(abs(g.mean() - i.mean()) / np.sqrt((g.var() + i.var()) / 2))
+def error_rates(genuine: Sequence[float], impostor: Sequence[float]) -> dict[str, float]:
+    """The FVC figures: EER, and FMR100 / FMR1000 = FNMR at FMR ≤ 1% / ≤ 0.1% (benchmarks.evaluation.metrics)."""
+    return {
+        "eer": eer(genuine, impostor),
+        "fmr100": fnmr_at_fmr(genuine, impostor, 0.01),
+        "fmr1000": fnmr_at_fmr(genuine, impostor, 0.001),
+    }
 
 
 def fvc_pairs(labels: list[str]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -210,16 +200,16 @@ def identification(args, extractor) -> tuple[str, dict]:
 
 
 def _run_probes(gallery: FingerIndex, probes) -> dict:
-    hits, lat, pen = 0, [], []
+    tops, lat, pen = [], [], []
     for label, t in probes:
         p = prepare(t)
         start = time.perf_counter()
         res = gallery.search(p, 10)
         lat.append((time.perf_counter() - start) * 1e3)
         pen.append(gallery.last_penetration)
-        hits += bool(res) and res[0][0] == label
+        tops.append(res[0][0] if res else None)
     lat = np.asarray(lat)
-    return {"probes": len(probes), "rank1": hits / max(1, len(probes)), "penetration": float(np.mean(pen)),
+    return {"probes": len(probes), "rank1": rank1(tops, [label for label, _ in probes]), "penetration": float(np.mean(pen)),
             "p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))}
 
 
@@ -271,7 +261,7 @@ def main(argv=None) -> int:
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("enrollment.finger.evaluation").setLevel(logging.WARNING)
+    logging.getLogger("benchmarks.evaluation.finger").setLevel(logging.WARNING)
     if not (default_data_dir() / "finger").is_dir() and args.data is None:
         print("finger data not found; set SHANAKHT_DATA", file=sys.stderr)
         return 1

@@ -23,7 +23,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from shanakht.client import connect, resolve_key  # noqa: E402
-from transport.settings import DEFAULT_FACE_MODEL  # noqa: E402
+from enrollment.face import MODEL_ID as DEFAULT_FACE_MODEL  # noqa: E402
 from shanakht.v1 import identity_pb2 as pb  # noqa: E402
 from shanakht.v1 import identity_pb2_grpc as pb_grpc  # noqa: E402
 

@@ -17,8 +17,8 @@ from matcher.policy import IndexPolicy
 from matcher.store.base import GalleryRecord, ModalitySpec
 from matcher.store.sqlite import SQLiteStore
 from matcher.templates import Modality, Template
-from transport.settings import DEFAULT_FACE_DIMENSION as DIM
-from transport.settings import DEFAULT_FACE_MODEL as MODEL
+from enrollment.face import DIMENSION as DIM
+from enrollment.face import MODEL_ID as MODEL
 from shanakht.v1 import identity_pb2 as pb
 from tests.conftest import ServerProcess, noisy, template_sample, unit_vectors
 

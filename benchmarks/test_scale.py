@@ -26,10 +26,11 @@ import grpc
 import numpy as np
 import pytest
 
+from benchmarks.evaluation.metrics import rank1
 from benchmarks.load import identify_requests, run_load
 from matcher.index import VectorIndex
 from matcher.policy import IndexPolicy
-from transport.settings import DEFAULT_FACE_DIMENSION as DIM
+from enrollment.face import DIMENSION as DIM
 from shanakht.v1 import identity_pb2 as pb
 from tests.conftest import DATA, ServerProcess, template_sample
 
@@ -116,8 +117,9 @@ def test_scale_recall(population, indexes, figures):
     found = production.search(population.probes, 10)
     truth = exact.search(population.probes, 10)
     agreement = np.mean([f.subject_ids[0] == t.subject_ids[0] for f, t in zip(found, truth)])
-    rank1_exact = np.mean([t.subject_ids[0] == f"S{s}" for t, s in zip(truth, population.truth)])
-    rank1_production = np.mean([f.subject_ids[0] == f"S{s}" for f, s in zip(found, population.truth)])
+    own = [f"S{s}" for s in population.truth]
+    rank1_exact = rank1([t.subject_ids[0] for t in truth], own[: len(truth)])
+    rank1_production = rank1([f.subject_ids[0] for f in found], own[: len(found)])
     top10_overlap = np.mean([len(set(f.subject_ids) & set(t.subject_ids)) / 10 for f, t in zip(found, truth)])
     figures["scale_recall"] = {
         "agreement": agreement, "rank1_exact": rank1_exact, "rank1_production": rank1_production, "top10_overlap": top10_overlap,
@@ -201,7 +203,7 @@ def test_scale_server_template_identify_8_clients(population, served, figures, s
     stub = server.stub()
     requests = identify_requests(population.probes, "scale")
     hits = [stub.Identify(r).candidates[0].subject_id for r in requests[:200]]
-    figures["scale_server_rank1_200"] = np.mean([h == f"S{s}" for h, s in zip(hits, population.truth[:200])])
+    figures["scale_server_rank1_200"] = rank1(hits, [f"S{s}" for s in population.truth[: len(hits)]])
     report = run_load(stub, requests, clients=8, seconds=30 if scale_n >= 100_000 else 2)
     assert not report.errors
     figures["scale_load_templates"] = report

@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import grpc
 import numpy as np
 from google.protobuf import json_format
 
+from enrollment.face import MODEL_ID as DEFAULT_FACE_MODEL
 from transport import settings as settings_module
 from matcher.errors import ShanakhtError
 from shanakht.client import connect, resolve_key
@@ -58,6 +59,15 @@ def _print_json(message) -> None:
     print(json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True), indent=2, sort_keys=True))
 
 
+def _show(args: argparse.Namespace, response, human: Callable[[], None]) -> int:
+    """Print a response as JSON with ``--json`` (scripts), else as ``human`` writes it (people); exit status 0."""
+    if args.json:
+        _print_json(response)
+    else:
+        human()
+    return 0
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
@@ -98,13 +108,9 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         ),
         timeout=args.timeout,
     )
-    if args.json:
-        _print_json(response)
-    else:
-        print(f"enrolled {response.subject_id} in {args.gallery}: templates {list(response.template_ids)}, sequence {response.sequence}")
-        for d in response.duplicates:
-            print(f"  possible duplicate: {d.subject_id} (score {d.score:.2f})")
-    return 0
+    lines = [f"enrolled {response.subject_id} in {args.gallery}: templates {list(response.template_ids)}, sequence {response.sequence}"]
+    lines += [f"  possible duplicate: {d.subject_id} (score {d.score:.2f})" for d in response.duplicates]
+    return _show(args, response, lambda: print("\n".join(lines)))
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
@@ -114,11 +120,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
         ),
         timeout=args.timeout,
     )
-    if args.json:
-        _print_json(response)
-    else:
-        _candidates_table(response.candidates)
-    return 0
+    return _show(args, response, lambda: _candidates_table(response.candidates))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -126,12 +128,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         pb.VerifyRequest(subject_id=args.subject, gallery=args.gallery, samples=_samples(args), purpose=args.purpose),
         timeout=args.timeout,
     )
-    if args.json:
-        _print_json(response)
-    else:
-        verdict = "MATCH" if response.match else "NO MATCH"
-        print(f"{verdict}: score {response.score:.2f} (threshold {response.threshold:.2f})")
-    return 0
+    verdict = "MATCH" if response.match else "NO MATCH"
+    return _show(args, response, lambda: print(f"{verdict}: score {response.score:.2f} (threshold {response.threshold:.2f})"))
 
 
 def cmd_get(args: argparse.Namespace) -> int:
@@ -146,26 +144,22 @@ def cmd_delete(args: argparse.Namespace) -> int:
     response = _stub(args).DeleteSubject(
         pb.DeleteSubjectRequest(subject_id=args.subject, gallery=args.gallery, reason=args.reason), timeout=args.timeout
     )
-    if args.json:
-        _print_json(response)
-    else:
-        print(f"deleted {args.subject} from {args.gallery} (sequence {response.sequence})")
-    return 0
+    return _show(args, response, lambda: print(f"deleted {args.subject} from {args.gallery} (sequence {response.sequence})"))
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
     response = _stub(args).GalleryStats(pb.GalleryStatsRequest(galleries=args.gallery or []), timeout=args.timeout)
-    if args.json:
-        _print_json(response)
-        return 0
     rows = []
     for g in response.galleries:
         for i in g.indexes or [pb.IndexStats()]:
             modality = pb.Modality.Name(i.modality).removeprefix("MODALITY_").lower() if i.modality else "-"
             rows.append((g.gallery, g.subjects, modality, i.templates, i.index_type, f"{i.bytes_per_template:.0f}", i.applied_sequence))
-    _table(["gallery", "subjects", "modality", "templates", "index", "bytes/template", "sequence"], rows)
-    print(f"store sequence {response.store_sequence}")
-    return 0
+
+    def human() -> None:
+        _table(["gallery", "subjects", "modality", "templates", "index", "bytes/template", "sequence"], rows)
+        print(f"store sequence {response.store_sequence}")
+
+    return _show(args, response, human)
 
 
 def cmd_gallery_create(args: argparse.Namespace) -> int:
@@ -176,26 +170,17 @@ def cmd_gallery_create(args: argparse.Namespace) -> int:
         pb.CreateGalleryRequest(name=args.name, threshold_fmr=args.threshold_fmr, modalities=modalities, description=args.description),
         timeout=args.timeout,
     )
-    if args.json:
-        _print_json(response)
-    else:
-        print(f"created gallery {response.name} (threshold FMR {response.threshold_fmr:g} = score {response.threshold_score:.2f})")
-    return 0
+    text = f"created gallery {response.name} (threshold FMR {response.threshold_fmr:g} = score {response.threshold_score:.2f})"
+    return _show(args, response, lambda: print(text))
 
 
 def cmd_gallery_list(args: argparse.Namespace) -> int:
     response = _stub(args).ListGalleries(pb.ListGalleriesRequest(), timeout=args.timeout)
-    if args.json:
-        _print_json(response)
-        return 0
-    _table(
-        ["gallery", "threshold FMR", "score", "modalities", "description"],
-        [
-            (g.name, f"{g.threshold_fmr:g}", f"{g.threshold_score:.2f}", " ".join(f"{pb.Modality.Name(m.modality).removeprefix('MODALITY_').lower()}:{m.model_id}/{m.dimension}" for m in g.modalities), g.description)
-            for g in response.galleries
-        ],
-    )
-    return 0
+    rows = [
+        (g.name, f"{g.threshold_fmr:g}", f"{g.threshold_score:.2f}", " ".join(f"{pb.Modality.Name(m.modality).removeprefix('MODALITY_').lower()}:{m.model_id}/{m.dimension}" for m in g.modalities), g.description)
+        for g in response.galleries
+    ]
+    return _show(args, response, lambda: _table(["gallery", "threshold FMR", "score", "modalities", "description"], rows))
 
 
 # -- local operator commands (open the store directly, on the server's machine) -------------
@@ -318,8 +303,6 @@ def _client(sub: argparse._SubParsersAction, name: str, help_text: str) -> argpa
 
 
 def _sample_arguments(parser: argparse.ArgumentParser) -> None:
-    from transport.settings import DEFAULT_FACE_MODEL
-
     parser.add_argument("--template-npy", action="append", metavar="FILE", help=".npy vector (or rows of vectors) to send as templates")
     parser.add_argument("--face", action="append", metavar="IMAGE", help="face photo")
     parser.add_argument("--finger", action="append", metavar="IMAGE", help="fingerprint image")

@@ -22,14 +22,17 @@ import numpy as np
 
 from enrollment import models
 from enrollment.errors import ModelUnavailable
-from enrollment.finger.pipeline import MODEL_ID as FINGER_MODEL_ID
+from enrollment.finger.minutiae import MODEL_ID as FINGER_MODEL_ID
 from matcher.calibration import Calibration
 
 EMBEDDER = "fr_feature"
 MIN_TAIL_PAIRS = 5  # the last calibrated FMR is MIN_TAIL_PAIRS / N
 SCORE_STEP = 0.1
+COSINE_RANGE = (-1.0, 1.0)  # a face table's end points: every cosine
 FINGER_TABLE = Path(__file__).resolve().parent / "calibration" / "finger.toml"
 FINGER_MATCHER_ID = f"shanakht-mcc-consolidation@2+{FINGER_MODEL_ID}"  # @2: overlap-normalised score
+# The minutiae matcher's raw scores are ≥ 0 and unbounded; its table ends at a score no pair reaches.
+FINGER_SCORE_RANGE = (0.0, 10_000.0)
 
 
 def load_calibration(model_name: str = EMBEDDER, manifest: Mapping[str, models.ModelSpec] | None = None) -> Calibration:
@@ -69,27 +72,37 @@ def read_table(path: Path | str, id_key: str, expected_id: str) -> Calibration:
         raise ModelUnavailable(f"calibration table {path} is malformed: {exc}") from exc
 
 
-def build_table(impostors: np.ndarray, step: float = SCORE_STEP, min_tail: int = MIN_TAIL_PAIRS) -> tuple[list[float], list[float], float]:
-    """(similarities, scores, max_score) from impostor cosines.
+def build_table(
+    impostors: np.ndarray,
+    step: float = SCORE_STEP,
+    min_tail: int = MIN_TAIL_PAIRS,
+    similarity_range: tuple[float, float] = COSINE_RANGE,
+) -> tuple[list[float], list[float], float]:
+    """(similarities, scores, max_score) from impostor similarities.
 
     Points at scores 0, step, 2·step, … up to ``log10(N / min_tail)``; each point's similarity is
-    the impostor quantile at FMR = 10^-score.  Endpoints −1 and 1 are added so the table covers
-    every cosine; the matcher's ``Calibration`` clamps beyond the last measured point.
+    the impostor quantile at FMR = 10^-score.  The end points of ``similarity_range`` (every value
+    the similarity can take: −1 and 1 for cosines, ``FINGER_SCORE_RANGE`` for the minutiae matcher)
+    are added so the table covers it all; the matcher's ``Calibration`` clamps beyond the last
+    measured point.  A quantile that does not rise above the previous point (ties, e.g. impostors
+    piled on the lowest score) adds no point: the table then understates the score there, never
+    overstates it.
     """
+    lowest, highest = similarity_range
     values = np.sort(np.asarray(impostors, dtype=np.float64))
     n = len(values)
     if n < 100:
         raise ValueError(f"need at least 100 impostor pairs to calibrate, got {n}")
     max_score = math.floor(math.log10(n / min_tail) / step) * step
-    sims, scores = [-1.0], [0.0]
+    sims, scores = [lowest], [0.0]
     for k in range(1, int(round(max_score / step)) + 1):
         score = round(k * step, 6)
         threshold = float(np.quantile(values, 1.0 - 10.0 ** (-score)))
         if threshold > sims[-1] + 1e-6:
             sims.append(threshold)
             scores.append(score)
-    if sims[-1] < 1.0:
-        sims.append(1.0)
+    if sims[-1] < highest:
+        sims.append(highest)
         scores.append(scores[-1])
     return [round(s, 6) for s in sims], scores, max_score
 

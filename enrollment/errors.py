@@ -1,8 +1,8 @@
-"""Typed errors of the enrollment library.
+"""Typed errors of the enrollment library, every modality's.
 
-Each is a subclass of a ``matcher.errors`` class so that ``server.py`` maps it to a status code
-through the same single table; the field is always the one the client sent (``image``), so the
-server can qualify it with the request path (``samples[2].image``).
+Each is a subclass of a ``matcher.errors`` class so that the transport maps it to a status code
+through the same single table (``transport.interceptors``); the field is relative to the sample
+(``image``), so the transport can qualify it with the request path (``samples[2].finger.image``).
 """
 
 from __future__ import annotations
@@ -47,9 +47,24 @@ class MultipleFaces(InvalidArgument):
         self.count = count
 
 
+class NoFingerprint(InvalidArgument):
+    """The image decoded, but it holds no fingerprint (blank, a face photo, too few ridges)."""
+
+    def __init__(self, detail: str = "no fingerprint found in the image", field: str = IMAGE_FIELD) -> None:
+        super().__init__(field, detail)
+
+
 class LowQuality(InvalidArgument):
-    """The face is there but fails the gallery's quality policy; ``reasons`` says why, one per check."""
+    """The trait is there but fails the gallery's quality policy; ``reasons`` says why, one per check."""
+
+    trait = "face"
 
     def __init__(self, reasons: Sequence[str], field: str = IMAGE_FIELD) -> None:
         self.reasons = tuple(reasons)
-        super().__init__(field, "face quality too low: " + "; ".join(self.reasons))
+        super().__init__(field, f"{self.trait} quality too low: " + "; ".join(self.reasons))
+
+
+class LowFingerQuality(LowQuality):
+    """A fingerprint is there but too poor to enrol."""
+
+    trait = "fingerprint"

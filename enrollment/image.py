@@ -39,6 +39,16 @@ ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "TIFF", "WEBP", "PPM"}
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
+def width_of(image) -> int:
+    """Columns of an image whose ``pixels`` are a ``[H, W, …]`` array."""
+    return int(image.pixels.shape[1])
+
+
+def height_of(image) -> int:
+    """Rows of an image whose ``pixels`` are a ``[H, W, …]`` array."""
+    return int(image.pixels.shape[0])
+
+
 @dataclass(frozen=True)
 class DecodedImage:
     """Decoded pixels, upright, as ``uint8`` RGB ``[H, W, 3]`` (OpenCV-compatible layout, RGB order)."""
@@ -49,12 +59,11 @@ class DecodedImage:
     exif_orientation: int  # 1 = as stored; 2–8 = the transform that was applied
 
     @property
-    def width(self) -> int:
-        return int(self.rgb.shape[1])
+    def pixels(self) -> np.ndarray:
+        return self.rgb
 
-    @property
-    def height(self) -> int:
-        return int(self.rgb.shape[0])
+    width = property(width_of)
+    height = property(height_of)
 
 
 @dataclass(frozen=True)

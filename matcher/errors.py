@@ -1,7 +1,7 @@
 """Typed errors of the matching library.
 
-The library never speaks gRPC; ``server.py`` maps each class below to one status code in a
-single table.  Errors carry the offending field so that a client learns *which* part of its
+The library never speaks gRPC; the transport maps each class below to one status code in a
+single table (``transport.interceptors.STATUS_FOR_ERROR``).  Errors carry the offending field so that a client learns *which* part of its
 request was wrong, not only that something was.
 """
 
@@ -62,15 +62,3 @@ class StoreUnavailable(ShanakhtError):
 
 class Overloaded(ShanakhtError):
     """A bounded resource (queue, batch slot) is full; retry later."""
-
-
-class Unauthenticated(ShanakhtError):
-    """No valid credential (API key or client certificate) came with the call."""
-
-
-class PermissionDenied(ShanakhtError):
-    """The caller is known but its role or gallery scope does not allow this call."""
-
-
-class RateLimited(Overloaded):
-    """The caller exceeded its request rate; retry later."""

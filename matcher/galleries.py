@@ -13,15 +13,16 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 import native
 from matcher.calibration import Calibration
-from matcher.errors import AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, ShanakhtError, StoreUnavailable
+from matcher.errors import AlreadyExists, DeadlineExceeded, InvalidArgument, NotFound, ShanakhtError, StoreUnavailable
 from matcher.policy import IndexPolicy
+from matcher.modalities import matcher_for
 from matcher.gallery import Candidate, Gallery, Verification, check_deadline, validate_gallery_name, validate_subject_id
 from matcher.store.base import (
     EnrollmentResult,
@@ -32,7 +33,7 @@ from matcher.store.base import (
     StoredTemplate,
     SubjectRecord,
 )
-from matcher.templates import Modality, Template
+from matcher.templates import Template
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +41,9 @@ MAX_CANDIDATES = 1000
 
 
 @dataclass(frozen=True)
-class EnrollItem:
-    """One subject to enrol, as the caller describes it."""
+class EnrollItem(NewEnrollment):
+    """One subject to enrol, as the caller describes it: what the store is handed, and whether to look for duplicates first."""
 
-    gallery: str
-    subject_id: str
-    templates: tuple[Template, ...]
-    metadata: dict[str, str] = field(default_factory=dict)
-    replace: bool = False
     check_duplicates: bool = False
 
 
@@ -61,12 +57,14 @@ class Enrolled:
 
 @dataclass(frozen=True)
 class IndexStatistics:
-    modality: str
+    """One modality's index in a gallery, as an operator sees it (``GalleryStats``)."""
+
+    modality: str  # the modality's label
     templates: int
-    index_type: str
-    bytes_per_template: float
-    applied_sequence: int
-    rebuilding: bool
+    index_type: str  # e.g. "Flat" or "IVF500,PQ32x4fs+rescore(nprobe=100)"
+    bytes_per_template: float  # process memory the index holds, per template
+    applied_sequence: int  # every change-log entry up to this one is reflected
+    rebuilding: bool = False  # a background build runs (one core busy; searches go on)
 
 
 @dataclass(frozen=True)
@@ -77,14 +75,11 @@ class GalleryStatistics:
 
 
 def default_calibration(spec: ModalitySpec) -> Calibration:
-    """Vectors without a measured table: the null model of random unit vectors of that dimension.
+    """A model without a measured table: its modality's null model (``ModalityMatcher.default_calibration``).
 
-    Finger scores have no such model; their table is measured (``enrollment.finger.calibrate``)
-    and must be passed in.
+    Some modalities have none (finger scores): their table is measured and must be passed in.
     """
-    if spec.modality is Modality.FINGER:
-        raise FailedPrecondition(f"finger model {spec.model_id!r} has no calibration; pass calibration_for")
-    return Calibration.null_model(spec.dimension)
+    return matcher_for(spec.modality).default_calibration(spec)
 
 
 class Galleries:
@@ -217,11 +212,11 @@ class Galleries:
         for i, spec in enumerate(record.modalities):
             if not spec.model_id:
                 raise InvalidArgument(f"modalities[{i}].model_id", "must not be empty")
-            if spec.modality is Modality.FINGER:
-                if spec.dimension:
-                    raise InvalidArgument(f"modalities[{i}].dimension", "must be 0 for fingers: finger templates are ISO/IEC 19794-2 records")
-            elif not (1 <= spec.dimension <= 4096):
-                raise InvalidArgument(f"modalities[{i}].dimension", f"must be 1–4096, got {spec.dimension}")
+            try:
+                matcher = matcher_for(spec.modality)
+            except InvalidArgument as error:
+                raise error.under(f"modalities[{i}]") from None
+            matcher.check_spec(spec, f"modalities[{i}]")
         with self._write_lock:
             if record.name in self._galleries:
                 raise AlreadyExists(f"gallery {record.name!r} already exists")
@@ -263,9 +258,7 @@ class Galleries:
                 if item.check_duplicates:
                     found = gallery.identify(item.templates, 10)
                     duplicates = tuple(c for c in found if c.hit and c.subject_id != item.subject_id)
-                pending.append(
-                    (position, NewEnrollment(item.gallery, item.subject_id, item.templates, dict(item.metadata), item.replace), duplicates)
-                )
+                pending.append((position, item, duplicates))
             except ShanakhtError as error:
                 outcomes[position] = error
         if pending:

@@ -18,9 +18,9 @@ import numpy as np
 
 from matcher.calibration import Calibration
 from matcher.errors import DeadlineExceeded, InvalidArgument, NotFound
-from matcher.finger.gallery_index import FingerGalleryIndex, parse_record
-from matcher.index import VectorIndex
 from matcher.metadata_cache import Metadata, MetadataCache
+from matcher.modalities import matcher_for
+from matcher.modality import ModalityIndex, ModalityMatcher
 from matcher.policy import IndexPolicy
 from matcher.store.base import Change, GalleryRecord, ModalitySpec, Store, StoredTemplate
 from matcher.templates import Modality, Template
@@ -31,24 +31,28 @@ FUSION_DEPTH = 50  # candidates per probe kept for score fusion
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """One ranked identity: calibrated scores only, ``-log10(FMR)``."""
+class Scored:
+    """Calibrated scores only, ``-log10(FMR)``: fused, and per modality (by label)."""
+
+    score: float
+    modality_scores: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Candidate(Scored):
+    """One ranked identity of a 1:N search; ``hit`` when its score reaches the gallery's threshold."""
 
     subject_id: str
     gallery: str
-    score: float
-    modality_scores: dict[str, float]
     hit: bool
 
 
 @dataclass(frozen=True)
-class Verification:
+class Verification(Scored):
     """The outcome of a 1:1 comparison."""
 
-    score: float
     match: bool
     threshold: float
-    modality_scores: dict[str, float]
 
 
 def validate_gallery_name(name: str, field: str = "gallery") -> str:
@@ -88,7 +92,8 @@ class Gallery:
         self.policy = policy
         # Snapshots and the float32 vectors of approximate indexes live here (None: memory only).
         self.data_dir = data_dir
-        self.indexes: dict[Modality, VectorIndex | FingerGalleryIndex] = {spec.modality: self._new_index(spec) for spec in record.modalities}
+        self.matchers: dict[Modality, ModalityMatcher] = {spec.modality: matcher_for(spec.modality) for spec in record.modalities}
+        self.indexes: dict[Modality, ModalityIndex] = {spec.modality: self._new_index(spec) for spec in record.modalities}
         self._subject_sequence: dict[str, int] = {}
         self._metadata = MetadataCache()
         self.calibrations: dict[Modality, Calibration] = {spec.modality: calibration_for(spec) for spec in record.modalities}
@@ -103,7 +108,7 @@ class Gallery:
 
     # -- validation -----------------------------------------------------------------------
     def check_template(self, template: Template, field: str) -> None:
-        """Refuse templates this gallery cannot hold: other modality, other model, other size."""
+        """Refuse templates this gallery cannot hold: other modality, other model, or what the modality refuses."""
         spec = self.record.spec(template.modality)
         if spec is None:
             raise InvalidArgument(
@@ -114,19 +119,7 @@ class Gallery:
                 f"{field}.model_id",
                 f"{template.model_id!r} does not match gallery {self.name!r}'s {spec.modality.label} model {spec.model_id!r}",
             )
-        if template.modality is Modality.FINGER:
-            try:
-                recorded = parse_record(template.vector).position
-            except InvalidArgument as error:
-                raise InvalidArgument(f"{field}.vector", f"not a valid ISO/IEC 19794-2 record: {error.detail}") from None
-            if recorded and template.finger_position and recorded != template.finger_position:
-                raise InvalidArgument(
-                    f"{field}.finger_position", f"{template.finger_position} contradicts the record's finger position {recorded}"
-                )
-        elif template.vector.shape != (spec.dimension,):
-            raise InvalidArgument(
-                f"{field}.vector", f"expected {spec.dimension} values for model {spec.model_id!r}, got {template.vector.size}"
-            )
+        self.matchers[spec.modality].check_template(template, spec, field)
 
     # -- index maintenance ----------------------------------------------------------------
     def _newer(self, subject_id: str, sequence: int) -> bool:
@@ -173,15 +166,8 @@ class Gallery:
         if len(self._subject_sequence) > 50_000:
             self._subject_sequence = {s: q for s, q in self._subject_sequence.items() if q > caught_up_to}
 
-    def _new_index(self, spec: ModalitySpec) -> VectorIndex | FingerGalleryIndex:
-        if spec.modality is Modality.FINGER:
-            return FingerGalleryIndex(spec.model_id, background_build=self.policy.background_build)
-        return VectorIndex(spec.dimension, spec.model_id, self.policy, self._vector_dir(spec.modality))
-
-    def _load_index(self, spec: ModalitySpec, path: Path) -> VectorIndex | FingerGalleryIndex | None:
-        if spec.modality is Modality.FINGER:
-            return FingerGalleryIndex.load(path, spec.model_id, self.policy.background_build)
-        return VectorIndex.load(path, spec.dimension, spec.model_id, self.policy, self._vector_dir(spec.modality))
+    def _new_index(self, spec: ModalitySpec) -> ModalityIndex:
+        return self.matchers[spec.modality].new_index(spec, self.policy, self._vector_dir(spec.modality))
 
     def _vector_dir(self, modality: Modality) -> Path | None:
         return None if self.data_dir is None else self.data_dir / self.name / f"{modality.label}-vectors"
@@ -211,10 +197,10 @@ class Gallery:
 
     def load_snapshots(self) -> int | None:
         """Load every modality's snapshot; return the lowest sequence they cover, or ``None``."""
-        loaded: dict[Modality, VectorIndex | FingerGalleryIndex] = {}
+        loaded: dict[Modality, ModalityIndex] = {}
         for spec in self.record.modalities:
             path = self._snapshot_path(spec.modality)
-            index = None if path is None else self._load_index(spec, path)
+            index = None if path is None else self.matchers[spec.modality].load_index(spec, self.policy, path, self._vector_dir(spec.modality))
             if index is None:
                 return None
             loaded[spec.modality] = index
@@ -229,31 +215,27 @@ class Gallery:
     def modality_scores(self, probes: Sequence[Template], top: int) -> dict[Modality, dict[str, float]]:
         """Per modality, each candidate subject's calibrated score over the probes of that modality.
 
-        Several face photos are views of one face: the best counts.  Several fingers are
-        independent evidence: their scores add (``-log10`` of independent FMRs multiply), so
+        The modality says how its probes combine (``ModalityMatcher.fuse``): several face photos
+        are views of one face, so the best counts; several fingers are independent evidence, so
         two fingers that each match moderately outrank one that matches alone.
         """
         by_modality: dict[Modality, list[Template]] = defaultdict(list)
         for probe in probes:
             by_modality[probe.modality].append(probe)
         scores: dict[Modality, dict[str, float]] = {}
-        # When scores are added, a subject first on the sum may be below ``top`` on one probe alone.
+        # When scores combine, a subject first on the combination may be below ``top`` on one probe alone.
         depth = top if len(probes) == 1 else max(top, FUSION_DEPTH)
         for modality, group in by_modality.items():
             index = self.indexes.get(modality)
             if index is None:
                 continue
-            fused: dict[str, float] = {}
-            hits = index.search(index.stack([p.vector for p in group]), depth)
+            per_subject: dict[str, list[float]] = defaultdict(list)
             calibration = self.calibrations[modality]
-            add = modality is Modality.FINGER
-            for hit in hits:
+            for hit in index.search(index.stack([p.vector for p in group]), depth):
                 for subject, score in zip(hit.subject_ids, calibration.score(hit.similarities)):
-                    if add:
-                        fused[subject] = fused.get(subject, 0.0) + float(score)
-                    elif score > fused.get(subject, -math.inf):
-                        fused[subject] = float(score)
-            scores[modality] = fused
+                    per_subject[subject].append(float(score))
+            fuse = self.matchers[modality].fuse
+            scores[modality] = {subject: fuse(found) for subject, found in per_subject.items()}
         return scores
 
     def identify(self, probes: Sequence[Template], top: int) -> list[Candidate]:
@@ -281,21 +263,21 @@ class Gallery:
         return self._metadata.get_many(subject_ids, lambda missing: store.subject_metadata(self.name, missing))
 
     def verify(self, subject_id: str, probes: Sequence[Template]) -> Verification:
-        """1:1: each modality's best probe-vs-template similarity, calibrated, then fused."""
+        """1:1: per probe, its best similarity to the subject's templates, calibrated; probes and modalities fused as in ``identify``."""
         if not any(index.contains(subject_id) for index in self.indexes.values()):
             raise NotFound(f"subject {subject_id!r} is not enrolled in gallery {self.name!r}")
         modality_scores: dict[str, float] = {}
         for modality, index in self.indexes.items():
             group = [p.vector for p in probes if p.modality is modality]
-            calibration = self.calibrations[modality]
-            if modality is Modality.FINGER:  # independent fingers add up, as in identify
-                if group and index.contains(subject_id):
-                    raw = [index.best_similarity([p], subject_id) for p in group]
-                    modality_scores[modality.label] = float(sum(float(calibration.score(r)) for r in raw))
+            if not group or not index.contains(subject_id):
                 continue
-            best = index.best_similarity(index.stack(group), subject_id) if group else None
-            if best is not None:
-                modality_scores[modality.label] = float(calibration.score(best))
+            matcher, calibration = self.matchers[modality], self.calibrations[modality]
+            # Independent probes are compared one by one; views of one trait together (their best counts).
+            comparisons = [[vector] for vector in group] if matcher.independent_probes else [group]
+            best = [index.best_similarity(index.stack(c), subject_id) for c in comparisons]
+            found = [float(calibration.score(b)) for b in best if b is not None]
+            if found:
+                modality_scores[modality.label] = matcher.fuse(found)
         score = float(sum(modality_scores.values()))
         threshold = self.threshold_score
         return Verification(score=score, match=score >= threshold, threshold=threshold, modality_scores=modality_scores)

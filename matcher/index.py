@@ -13,10 +13,8 @@ import itertools
 import logging
 import os
 import secrets
-import threading
-import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,51 +24,13 @@ import numpy as np
 import native
 from matcher.backends import ApproximateBackend, ExactBackend, VectorSlots
 from matcher.batching import MicroBatcher
+from matcher.locks import ReadWriteLock
 from matcher.policy import IndexPolicy
+from matcher.rebuild import BackgroundRebuild, RebuildingIndex, RebuildSteps
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_FORMAT = 3  # 3: IVF-PQ fast scan with tombstones
-
-
-class ReadWriteLock:
-    """Many concurrent searches, or one writer: FAISS may not be searched while it is mutated."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._readers = 0
-        self._writer = False
-        self._writers_waiting = 0
-
-    @contextmanager
-    def reading(self):
-        with self._cond:
-            # Writers first, or a steady stream of searches would starve enrolment and deletion.
-            while self._writer or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if self._readers == 0:
-                    self._cond.notify_all()
-
-    @contextmanager
-    def writing(self):
-        with self._cond:
-            self._writers_waiting += 1
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._writers_waiting -= 1
-            self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
 
 
 @dataclass(frozen=True)
@@ -81,13 +41,34 @@ class SubjectHits:
     similarities: np.ndarray
 
 
-class VectorIndex:
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """A write made while an approximate build runs, replayed into the new backend before the swap."""
+
+    ids: np.ndarray
+    vectors: np.ndarray | None  # None: a removal
+
+
+@dataclass(frozen=True)
+class _Contents:
+    """What an approximate build starts from: the live backend, and its template ids and vectors.
+
+    ``vectors`` is ``None`` when the live backend is approximate: the retrain reads them from its
+    shared slots, in chunks, off the lock.
+    """
+
+    current: ExactBackend | ApproximateBackend
+    ids: np.ndarray
+    vectors: np.ndarray | None
+
+
+class VectorIndex(RebuildingIndex):
     """Search over unit vectors by inner product, exact or approximate as ``IndexPolicy`` says.
 
     Thread-safe: searches share a read lock, mutations take the write lock.  Crossing the
     policy's size threshold builds an approximate backend on a background thread from a copy;
-    mutations made meanwhile are journaled and replayed before the swap, so searches never wait
-    for a build and nothing written during it is lost.
+    mutations made meanwhile are journaled and replayed before the swap (``matcher.rebuild``), so
+    searches never wait for a build and nothing written during it is lost.
     """
 
     def __init__(self, dimension: int, model_id: str, policy: IndexPolicy = IndexPolicy(), vector_dir: Path | None = None) -> None:
@@ -109,11 +90,18 @@ class VectorIndex:
         self._subject_of_code: list[str | None] = []
         self._templates_of_code: dict[int, np.ndarray] = {}
         self._code_of_template = np.full(1024, -1, dtype=np.int64)
-        self._journal: list[tuple[str, np.ndarray, np.ndarray | None]] | None = None
-        self._builder: threading.Thread | None = None
-        self._builder_lock = threading.Lock()
-        self._deferred = False
         self.builds = 0
+        self._rebuild: BackgroundRebuild[_Contents, ApproximateBackend, _Write] = BackgroundRebuild(
+            self._lock,
+            RebuildSteps(
+                self._needs_build, self._contents_locked, self._train, _replay, self._swap_locked, finished=self._built
+            ),
+            background=lambda: self.policy.background_build,
+            name="index-build",
+            failure="building the approximate index failed; staying on the current one",
+            catch_up_above=1_000,
+            logger=log,
+        )
 
     # -- mutation -------------------------------------------------------------------------
     def _code(self, subject_id: str) -> int:
@@ -139,14 +127,12 @@ class VectorIndex:
     def _add_vectors(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         with _omp_threads(1):
             self._backend.add(ids, vectors)
-        if self._journal is not None:
-            self._journal.append(("add", ids, vectors))
+        self._rebuild.record(_Write(ids, vectors))
 
     def _remove_vectors(self, ids: np.ndarray) -> None:
         with _omp_threads(1):
             self._backend.remove(ids)
-        if self._journal is not None:
-            self._journal.append(("remove", ids, None))
+        self._rebuild.record(_Write(ids, None))
 
     def _remove_locked(self, subject_id: str) -> int:
         code = self._code_of_subject.pop(subject_id, None)
@@ -172,7 +158,7 @@ class VectorIndex:
                 self._code_of_template[ids] = code
                 self._templates_of_code[code] = ids
             self.applied_sequence = max(self.applied_sequence, sequence)
-        self._maybe_build()
+        self._rebuild.request()
 
     def add_many(self, subject_ids: list[str], template_ids: np.ndarray, vectors: np.ndarray) -> None:
         """Bulk-add templates of subjects not yet indexed (rebuild from the store, bulk loads)."""
@@ -190,18 +176,7 @@ class VectorIndex:
                 code = int(sorted_codes[start])
                 previous = self._templates_of_code.get(code)
                 self._templates_of_code[code] = group if previous is None else np.concatenate([previous, group])
-        self._maybe_build()
-
-    def remove_subject(self, subject_id: str, sequence: int = 0) -> int:
-        """Remove every template of a subject; returns how many were removed."""
-        with self._lock.writing():
-            removed = self._remove_locked(subject_id)
-            self.applied_sequence = max(self.applied_sequence, sequence)
-            return removed
-
-    def mark_applied(self, sequence: int) -> None:
-        with self._lock.writing():
-            self.applied_sequence = max(self.applied_sequence, sequence)
+        self._rebuild.request()
 
     # -- approximate builds ---------------------------------------------------------------
     def _needs_build(self) -> bool:
@@ -212,81 +187,47 @@ class VectorIndex:
         return self.policy.wants_approximate(backend.ntotal)
 
     @contextmanager
-    def bulk_loading(self):
+    def bulk_loading(self) -> Iterator[VectorIndex]:
         """Defer approximate builds until a bulk load is complete: one build instead of one per doubling."""
-        self._deferred = True
-        try:
+        with self._rebuild.deferred():
             yield self
-        finally:
-            self._deferred = False
-        self._maybe_build()
 
     def apply_policy(self) -> None:
         """Start the approximate build the policy asks for, if any (after loading an exact snapshot)."""
-        self._maybe_build()
+        self._rebuild.request()
 
-    def _maybe_build(self) -> None:
-        if self._deferred or self._builder is not None or not self._needs_build():
-            return
-        if not self.policy.background_build:
-            self._build()
-            return
-        with self._builder_lock:  # writers on several threads may all see the threshold crossed
-            if self._builder is not None:
-                return
-            self._builder = threading.Thread(target=self._build, name="index-build", daemon=True)
-            self._builder.start()
+    def _contents_locked(self) -> _Contents:
+        current = self._backend
+        if isinstance(current, ApproximateBackend):
+            return _Contents(current, np.flatnonzero(self._code_of_template >= 0).astype(np.int64), None)
+        ids, vectors = current.contents()
+        return _Contents(current, ids, vectors)
 
-    def _build(self) -> None:
-        """Train and fill a new approximate backend off the lock, then swap it in."""
-        try:
-            with self._lock.reading():
-                # No writer runs while we copy and start the journal, so copy + journal miss nothing;
-                # searches go on.
-                current = self._backend
-                if isinstance(current, ApproximateBackend):
-                    ids = np.flatnonzero(self._code_of_template >= 0).astype(np.int64)
-                    vectors = None  # read from the shared slots below, in chunks
-                else:
-                    ids, vectors = current.contents()
-                self._journal = []
-            started = time.monotonic()
-            with _omp_threads(self.policy.build_threads):
-                if vectors is None:
-                    vectors = np.vstack([current.vectors(ids[i : i + 65_536]) for i in range(0, ids.size, 65_536)])
-                    fresh = ApproximateBackend.train(self.dimension, ids, vectors, self.policy, current.slots, shared_slots=True)
-                else:
-                    self._building_file = self._new_vector_file()
-                    slots = VectorSlots(self.dimension, self._building_file, capacity=ids.size + ids.size // 4)
-                    fresh = ApproximateBackend.train(self.dimension, ids, vectors, self.policy, slots)
-            del vectors
-            # Catch up with the writes made during the build while searches and writes go on,
-            # then hold the write lock only for the last few and the swap.
-            replayed = 0
-            while len(self._journal) - replayed > 1_000:
-                end = len(self._journal)
-                _replay(fresh, self._journal[replayed:end])
-                replayed = end
-            with self._lock.writing():
-                _replay(fresh, self._journal[replayed:])
-                self._journal = None
-                self._backend = fresh
-                self.builds += 1
-            del current
-            _return_freed_memory()
-            log.info(
-                "approximate index swapped in",
-                extra={"model": self.model_id, "templates": fresh.ntotal, "index": fresh.kind, "build_s": round(time.monotonic() - started, 1)},
-            )
-        except Exception:
-            log.exception("building the approximate index failed; staying on the current one")
-            with self._lock.writing():
-                self._journal = None
+    def _train(self, contents: _Contents) -> ApproximateBackend:
+        """Train and fill a new approximate backend off the lock (``BackgroundRebuild`` then swaps it in)."""
+        current, ids, vectors = contents.current, contents.ids, contents.vectors
+        with _omp_threads(self.policy.build_threads):
+            if isinstance(current, ApproximateBackend):
+                vectors = np.vstack([current.vectors(ids[i : i + 65_536]) for i in range(0, ids.size, 65_536)])
+                return ApproximateBackend.train(self.dimension, ids, vectors, self.policy, current.slots, shared_slots=True)
+            self._building_file = self._new_vector_file()
+            slots = VectorSlots(self.dimension, self._building_file, capacity=ids.size + ids.size // 4)
+            return ApproximateBackend.train(self.dimension, ids, vectors, self.policy, slots)
+
+    def _swap_locked(self, fresh: ApproximateBackend) -> None:
+        self._backend = fresh
+        self.builds += 1
+
+    def _built(self, fresh: ApproximateBackend | None, seconds: float) -> None:
+        """After each build: its vector file is the live backend's now (or garbage); a swap frees the old copies."""
+        self._building_file = None
+        if fresh is None:
             return
-        finally:
-            self._builder = None
-            self._building_file = None
-        self._maybe_build()
+        _return_freed_memory()
+        log.info(
+            "approximate index swapped in",
+            extra={"model": self.model_id, "templates": fresh.ntotal, "index": fresh.kind, "build_s": round(seconds, 1)},
+        )
 
     def _new_vector_file(self) -> Path | None:
         if self.vector_dir is None:
@@ -300,17 +241,6 @@ class VectorIndex:
         for path in self.vector_dir.glob("*.vectors"):
             if path not in (keep, self._building_file):
                 path.unlink(missing_ok=True)
-
-    def wait_for_build(self, timeout: float | None = None) -> None:
-        """Block until a background build (if any) has been swapped in: tests and benchmarks."""
-        builder = self._builder
-        if builder is not None:
-            builder.join(timeout)
-
-    @property
-    def rebuilding(self) -> bool:
-        """A background build is running: searches go on against the current index, one core is busy."""
-        return self._builder is not None
 
     # -- queries --------------------------------------------------------------------------
     @property
@@ -479,16 +409,16 @@ class VectorIndex:
         return index
 
 
-def _replay(backend: ApproximateBackend, journal: list) -> None:
+def _replay(backend: ApproximateBackend, journal: list[_Write]) -> None:
     """Apply journaled writes in order, runs of the same kind in one FAISS call each."""
     with _omp_threads(1):
-        for op, group in itertools.groupby(journal, key=lambda entry: entry[0]):
-            entries = list(group)
-            ids = np.concatenate([e[1] for e in entries])
-            if op == "add":
-                backend.replay_add(ids, np.concatenate([e[2] for e in entries]))
-            else:
+        for removal, group in itertools.groupby(journal, key=lambda write: write.vectors is None):
+            writes = list(group)
+            ids = np.concatenate([w.ids for w in writes])
+            if removal:
                 backend.replay_remove(ids)
+            else:
+                backend.replay_add(ids, np.concatenate([w.vectors for w in writes]))
 
 
 def _return_freed_memory() -> None:

@@ -1,39 +1,33 @@
 """Templates: what the matcher compares.
 
-A face template is a fixed-length unit vector; a finger template is an ISO/IEC 19794-2
-minutiae record (bytes), the interchange format, so prints extracted by other systems can be
-enrolled too.  A template carries the id of the model (or record format) that produced it;
-galleries refuse to mix them, because their scores are not comparable.
+A template is the bytes a modality's extractor produced, decoded by that modality
+(``matcher.modality``): a fixed-length unit vector for faces, an ISO/IEC 19794-2 minutiae record
+for fingers (the interchange format, so prints extracted by other systems can be enrolled too).
+A template carries the id of the model (or record format) that produced it; galleries refuse to
+mix them, because their scores are not comparable.
 """
 
 from __future__ import annotations
 
-import enum
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from matcher.errors import InvalidArgument
+from matcher.modality import Modality
 
+__all__ = ["MAX_DIMENSION", "Modality", "Template", "normalise", "validate_finger_position", "vector_from_bytes"]
 
-class Modality(enum.Enum):
-    """A biometric modality; values match the protobuf enum ``shanakht.v1.Modality``."""
-
-    FACE = 1
-    FINGER = 2
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
+MAX_DIMENSION = 4096
 
 
 @dataclass(frozen=True, eq=False)  # identity equality: comparing ndarrays elementwise is never what a caller means
 class Template:
     """One enrolled or probe template and where it came from.
 
-    ``vector`` is an L2-normalised float32 vector for faces, and the ISO/IEC 19794-2 record's
-    bytes (uint8) for fingers: ``payload()`` is what the store keeps either way.
+    ``vector`` is what the modality decoded (``ModalityMatcher.decode``): an L2-normalised
+    float32 vector for faces, the ISO/IEC 19794-2 record's bytes (uint8) for fingers.
     """
 
     modality: Modality
@@ -43,33 +37,11 @@ class Template:
     quality: dict = field(default_factory=dict, compare=False)
 
 
-    def payload(self) -> bytes:
-        return template_payload(self.modality, self.vector)
-
-
-MAX_DIMENSION = 4096
-MAX_RECORD_BYTES = 64 * 1024  # an ISO finger record of 255 minutiae is < 1.6 kB; extended data aside
-
-
-def template_payload(modality: Modality, vector: np.ndarray) -> bytes:
-    """The bytes a store keeps: little-endian float32 for vectors, the record itself for fingers."""
-    if modality is Modality.FINGER:
-        return np.ascontiguousarray(vector, dtype=np.uint8).tobytes()
-    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
-
-
-def vector_from_payload(modality: Modality, data: bytes) -> np.ndarray:
-    """Inverse of ``template_payload`` for rows the store wrote (already validated on the way in)."""
-    return np.frombuffer(data, dtype=np.uint8 if modality is Modality.FINGER else "<f4")
-
-
-def record_from_bytes(data: bytes, field_name: str = "vector") -> np.ndarray:
-    """A finger template's record bytes as a uint8 array; its structure is checked by the gallery."""
-    if not data:
-        raise InvalidArgument(field_name, "is empty")
-    if len(data) > MAX_RECORD_BYTES:
-        raise InvalidArgument(field_name, f"is {len(data)} bytes; a finger record is at most {MAX_RECORD_BYTES}")
-    return np.frombuffer(data, dtype=np.uint8).copy()
+def validate_finger_position(position: int, field_name: str) -> int:
+    """Finger positions are ISO/IEC 19794-2's: 1–10, or 0 when unknown (checked once, wherever a position enters)."""
+    if not 0 <= position <= 10:
+        raise InvalidArgument(field_name, f"must be 0 (unknown) or 1–10, got {position}")
+    return position
 
 
 def vector_from_bytes(data: bytes, field_name: str = "vector") -> np.ndarray:

@@ -17,7 +17,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from shanakht.client import connect
-from transport.settings import DEFAULT_FACE_DIMENSION, DEFAULT_FACE_MODEL
+from enrollment.face import DIMENSION as DEFAULT_FACE_DIMENSION
+from enrollment.face import MODEL_ID as DEFAULT_FACE_MODEL
 from shanakht.v1 import identity_pb2 as pb
 from shanakht.v1 import identity_pb2_grpc as pb_grpc
 

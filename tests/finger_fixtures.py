@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.evaluation.datasets import default_data_dir
 from enrollment import models
-from enrollment.datasets import default_data_dir
 from tests.conftest import model_cache
 
 DB1 = "fvc2002_db1_b/images/fingerprintmatching/FVC2002/DB1_B"

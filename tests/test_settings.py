@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import pytest
 
@@ -25,6 +26,7 @@ def test_flags_override_env_override_defaults():
 @pytest.mark.parametrize("name, value", [
     ("workers", 0), ("probe_fraction", 0.0), ("probe_fraction", float("nan")), ("rescore_factor", 0.5),
     ("port", 70_000), ("default_threshold_fmr", 1.0), ("stream_batch", 0),
+    ("store", "redsi"), ("auth", "of"), ("log_format", "xml"),
 ])
 def test_out_of_range_values_are_refused_by_flag_name(name, value):
     with pytest.raises(SettingsError, match=f"--{name.replace('_', '-')} "):
@@ -39,4 +41,20 @@ def test_the_cli_reports_a_bad_setting_without_a_traceback(capsys):
 def test_a_non_number_in_the_environment_is_named(monkeypatch, capsys):
     monkeypatch.setenv("SHANAKHT_WORKERS", "many")
     assert cli.main(["serve"]) == 2
-    assert "'many' is not a number" in capsys.readouterr().err
+    assert "SHANAKHT_WORKERS: 'many' is not a whole number" in capsys.readouterr().err
+
+
+TYPED_FIELDS = [f for f in dataclasses.fields(Settings) if f.type in ("bool", "int", "float")]
+
+
+@pytest.mark.parametrize("field", TYPED_FIELDS, ids=lambda f: f.name)
+def test_a_misspelt_value_in_any_variable_stops_the_start_naming_it(field, monkeypatch, capsys):
+    variable = f"SHANAKHT_{field.name.upper()}"
+    monkeypatch.setenv(variable, {"bool": "ture", "int": "1O", "float": "0,5"}[field.type])
+    assert cli.main(["serve"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {variable}: ")
+
+
+@pytest.mark.parametrize("text, expected", [("1", True), ("TRUE", True), ("on", True), ("no", False), ("0", False), ("off", False)])
+def test_booleans_read_every_usual_spelling(text, expected):
+    assert load(None, {"SHANAKHT_REQUIRE_DURABLE": text}).require_durable is expected

@@ -15,7 +15,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from matcher.errors import InvalidArgument, PermissionDenied, RateLimited, Unauthenticated
+from matcher.errors import InvalidArgument
+from transport.errors import PermissionDenied, RateLimited, Unauthenticated
 from matcher.store.base import Principal, Store
 
 KEY_PREFIX = "shk"

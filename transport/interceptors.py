@@ -26,18 +26,17 @@ from matcher.errors import (
     ModalityUnavailable,
     NotFound,
     Overloaded,
-    PermissionDenied,
     ShanakhtError,
     StoreUnavailable,
-    Unauthenticated,
 )
 from matcher.store.base import Principal
 from transport.audit import AuditTrail, PendingRecord, probe_hash
 from transport.auth import ROLES, Authenticator, TokenBucket, authorize
+from transport.errors import PermissionDenied, Unauthenticated
 
 log = logging.getLogger("shanakht.server")
 
-# The one place where library errors become gRPC status codes.
+# The one place where errors (matcher.errors, enrollment.errors, transport.errors) become gRPC status codes.
 STATUS_FOR_ERROR: dict[type[ShanakhtError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     NotFound: grpc.StatusCode.NOT_FOUND,

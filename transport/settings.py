@@ -1,7 +1,15 @@
 """One typed settings object for the server: defaults, then ``SHANAKHT_*`` env vars, then flags.
 
 Every knob the server has lives here, so an operator finds them in one place and
-``shanakht serve --help`` lists them all.
+``shanakht serve --help`` lists them all.  Every value is validated before the server starts: a
+misspelt boolean or number in a ``SHANAKHT_*`` variable stops it with a message naming the
+variable, and a value out of range with one naming the flag.
+
+Why argparse and a frozen dataclass rather than pydantic-settings: the one dataclass below drives
+the flags, their ``--help`` and the environment variables; the only conversions are to int,
+float, bool, Path and str, which ``_convert`` does strictly in a dozen lines; and the range checks
+must name the operator's flag, which ``__post_init__`` does.  A validation framework (and its
+compiled core) would add a dependency to the server without removing any of that code.
 """
 
 from __future__ import annotations
@@ -15,10 +23,6 @@ from typing import Any
 
 from matcher.policy import IndexPolicy
 
-DEFAULT_FACE_MODEL = "faceplugin-fr_feature@0.0.1"
-DEFAULT_FACE_DIMENSION = 512
-
-
 def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -28,77 +32,96 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class Bounds:
+    """The values a numeric setting may take; ``above``/``below`` exclude the bound itself."""
+
+    at_least: float | None = None
+    at_most: float | None = None
+    above: float | None = None
+    below: float | None = None
+
+    def admits(self, value: float) -> bool:
+        return not (
+            value != value  # NaN is in no range
+            or (self.at_least is not None and value < self.at_least)
+            or (self.at_most is not None and value > self.at_most)
+            or (self.above is not None and value <= self.above)
+            or (self.below is not None and value >= self.below)
+        )
+
+    def __str__(self) -> str:
+        low, high = self.at_least if self.above is None else self.above, self.at_most if self.below is None else self.below
+        if low is not None and high is not None:
+            if self.above is None and self.below is None:
+                return f"must be {low:g}–{high:g}"
+            return f"must be in {'(' if self.above is not None else '['}{low:g}, {high:g}{')' if self.below is not None else ']'}"
+        return "must be 0 or more" if low == 0 else f"must be at least {low:g}"
+
+
+def _setting(default: Any, help: str, bounds: Bounds | None = None, choices: tuple[str, ...] = ()) -> Any:
+    """A settings field: its default, its ``--help`` text, and the values it may take."""
+    return field(default=default, metadata={"help": help, "bounds": bounds, "choices": choices})
+
+
+AT_LEAST_1, NOT_NEGATIVE, PORT = Bounds(at_least=1), Bounds(at_least=0), Bounds(at_least=0, at_most=65535)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Server configuration; field names map to ``--flag-name`` and ``SHANAKHT_FLAG_NAME``."""
 
-    data_dir: Path = field(default=Path("data"), metadata={"help": "store, snapshots and logs live here"})
-    host: str = field(default="localhost", metadata={"help": "address to listen on"})
-    port: int = field(default=50051, metadata={"help": "gRPC port (0 picks a free one)"})
-    workers: int = field(default=4 * _cpu_count(), metadata={"help": "gRPC handler threads"})
-    max_concurrent_rpcs: int = field(default=64, metadata={"help": "RPCs in flight before RESOURCE_EXHAUSTED"})
-    max_message_bytes: int = field(default=16 * 1024 * 1024, metadata={"help": "largest request accepted"})
-    search_threads: int = field(
-        default=1, metadata={"help": "FAISS threads per search (1 is fastest for lone queries on few cores)"}
+    data_dir: Path = _setting(Path("data"), "store, snapshots and logs live here")
+    host: str = _setting("localhost", "address to listen on")
+    port: int = _setting(50051, "gRPC port (0 picks a free one)", PORT)
+    workers: int = _setting(4 * _cpu_count(), "gRPC handler threads", AT_LEAST_1)
+    max_concurrent_rpcs: int = _setting(64, "RPCs in flight before RESOURCE_EXHAUSTED", AT_LEAST_1)
+    max_message_bytes: int = _setting(16 * 1024 * 1024, "largest request accepted", Bounds(at_least=1024))
+    search_threads: int = _setting(1, "FAISS threads per search (1 is fastest for lone queries on few cores)", AT_LEAST_1)
+    micro_batch: int = _setting(32, "concurrent searches of one index joined into one FAISS call, at most (0/1: off)", NOT_NEGATIVE)
+    batch_threads: int = _setting(0, "FAISS threads for a micro-batch of concurrent searches (0: every core)", NOT_NEGATIVE)
+    approximate_from: int = _setting(
+        100_000,
+        "templates from which an index turns approximate: IVF-PQ fast scan, candidates re-scored exactly (0: always exact)",
+        NOT_NEGATIVE,
     )
-    micro_batch: int = field(default=32, metadata={"help": "concurrent searches of one index joined into one FAISS call, at most (0/1: off)"})
-    batch_threads: int = field(default=0, metadata={"help": "FAISS threads for a micro-batch of concurrent searches (0: every core)"})
-    approximate_from: int = field(
-        default=100_000, metadata={"help": "templates from which an index turns approximate: IVF-PQ fast scan, candidates re-scored exactly (0: always exact)"}
+    probe_fraction: float = _setting(1 / 5, "share of IVF lists probed per query (recall vs speed)", Bounds(above=0, at_most=1))
+    min_probes: int = _setting(100, "IVF lists probed per query at least, whatever the share", AT_LEAST_1)
+    rescore_factor: float = _setting(1.5, "IVF candidates re-scored exactly per template asked for (at least 32)", AT_LEAST_1)
+    index_build_threads: int = _setting(1, "threads that build approximate indexes in the background", AT_LEAST_1)
+    blas_threshold: int = _setting(
+        8, "exhaustive FAISS search uses BLAS from this many queries per call (its default is 250 of 512-d)", AT_LEAST_1
     )
-    probe_fraction: float = field(default=1 / 5, metadata={"help": "share of IVF lists probed per query (recall vs speed)"})
-    min_probes: int = field(default=100, metadata={"help": "IVF lists probed per query at least, whatever the share"})
-    rescore_factor: float = field(default=1.5, metadata={"help": "IVF candidates re-scored exactly per template asked for (at least 32)"})
-    index_build_threads: int = field(default=1, metadata={"help": "threads that build approximate indexes in the background"})
-    blas_threshold: int = field(default=8, metadata={"help": "exhaustive FAISS search uses BLAS from this many queries per call (its default is 250 of 512-d)"})
-    snapshot_interval_s: float = field(default=300.0, metadata={"help": "seconds between index snapshots (0: only at shutdown)"})
-    shutdown_grace_s: float = field(default=10.0, metadata={"help": "seconds to drain RPCs on SIGTERM"})
-    stream_batch: int = field(default=256, metadata={"help": "EnrollStream items committed per durable write at most"})
-    metrics_port: int = field(default=0, metadata={"help": "Prometheus /metrics port (0: off)"})
-    default_galleries: str = field(
-        default="watchlist,criminal_records,inmates", metadata={"help": "galleries created at start-up when missing"}
+    snapshot_interval_s: float = _setting(300.0, "seconds between index snapshots (0: only at shutdown)", NOT_NEGATIVE)
+    shutdown_grace_s: float = _setting(10.0, "seconds to drain RPCs on SIGTERM", NOT_NEGATIVE)
+    stream_batch: int = _setting(256, "EnrollStream items committed per durable write at most", AT_LEAST_1)
+    metrics_port: int = _setting(0, "Prometheus /metrics port (0: off)", PORT)
+    default_galleries: str = _setting("watchlist,criminal_records,inmates", "galleries created at start-up when missing")
+    default_threshold_fmr: float = _setting(1e-4, "decision threshold of new galleries, as an FMR", Bounds(above=0, below=1))
+    store: str = _setting("sqlite", "sqlite (embedded, one process) or redis (shared by replicas)", choices=("sqlite", "redis"))
+    redis_url: str = _setting("redis://localhost:6379/0", "Redis URL for --store redis (rediss:// for TLS, password in the URL)")
+    redis_prefix: str = _setting("shanakht", "key prefix in Redis, to keep deployments apart")
+    require_durable: bool = _setting(False, "refuse to start on a store that can lose acknowledged writes")
+    auth: str = _setting(
+        "required", "required (API key or client certificate on every call but health) or off", choices=("required", "off")
     )
-    default_threshold_fmr: float = field(default=1e-4, metadata={"help": "decision threshold of new galleries, as an FMR"})
-    face_model: str = field(default=DEFAULT_FACE_MODEL, metadata={"help": "face model id of new galleries"})
-    face_dimension: int = field(default=DEFAULT_FACE_DIMENSION, metadata={"help": "face template dimension"})
-    store: str = field(default="sqlite", metadata={"help": "sqlite (embedded, one process) or redis (shared by replicas)"})
-    redis_url: str = field(default="redis://localhost:6379/0", metadata={"help": "Redis URL for --store redis (rediss:// for TLS, password in the URL)"})
-    redis_prefix: str = field(default="shanakht", metadata={"help": "key prefix in Redis, to keep deployments apart"})
-    require_durable: bool = field(default=False, metadata={"help": "refuse to start on a store that can lose acknowledged writes"})
-    auth: str = field(default="required", metadata={"help": "required (API key or client certificate on every call but health) or off"})
-    rate_limit: float = field(default=1000.0, metadata={"help": "calls per second per principal (bursts of twice that); 0: unlimited"})
-    tls_cert: str = field(default="", metadata={"help": "PEM server certificate: serve TLS instead of plaintext"})
-    tls_key: str = field(default="", metadata={"help": "PEM private key of --tls-cert"})
-    client_ca: str = field(default="", metadata={"help": "PEM CA bundle: require client certificates signed by it (mTLS)"})
-    model_dir: Path = field(default=Path(".cache/models"), metadata={"help": "verified ONNX model cache (env SHANAKHT_MODEL_DIR)"})
-    model_threads: int = field(default=1, metadata={"help": "ONNX Runtime threads per model call (requests run in parallel anyway)"})
-    log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
-    log_format: str = field(default="json", metadata={"help": "json or text"})
+    rate_limit: float = _setting(1000.0, "calls per second per principal (bursts of twice that); 0: unlimited", NOT_NEGATIVE)
+    tls_cert: str = _setting("", "PEM server certificate: serve TLS instead of plaintext")
+    tls_key: str = _setting("", "PEM private key of --tls-cert")
+    client_ca: str = _setting("", "PEM CA bundle: require client certificates signed by it (mTLS)")
+    model_dir: Path = _setting(Path(".cache/models"), "verified ONNX model cache (env SHANAKHT_MODEL_DIR)")
+    model_threads: int = _setting(1, "ONNX Runtime threads per model call (requests run in parallel anyway)", AT_LEAST_1)
+    log_level: str = _setting("INFO", "how much to log", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_format: str = _setting("json", "json lines or text", choices=("json", "text"))
 
     def __post_init__(self) -> None:
         """Refuse values that would start a server that misbehaves later (0 workers, probing no lists)."""
-        problems = [f"--{name.replace('_', '-')} {why}, got {getattr(self, name)!r}" for name, ok, why in (
-            ("port", 0 <= self.port <= 65535, "must be 0–65535"),
-            ("metrics_port", 0 <= self.metrics_port <= 65535, "must be 0–65535"),
-            ("workers", self.workers >= 1, "must be at least 1"),
-            ("max_concurrent_rpcs", self.max_concurrent_rpcs >= 1, "must be at least 1"),
-            ("max_message_bytes", self.max_message_bytes >= 1024, "must be at least 1024"),
-            ("search_threads", self.search_threads >= 1, "must be at least 1"),
-            ("micro_batch", self.micro_batch >= 0, "must be 0 or more"),
-            ("batch_threads", self.batch_threads >= 0, "must be 0 or more"),
-            ("approximate_from", self.approximate_from >= 0, "must be 0 or more"),
-            ("probe_fraction", 0 < self.probe_fraction <= 1, "must be in (0, 1]"),
-            ("min_probes", self.min_probes >= 1, "must be at least 1"),
-            ("rescore_factor", self.rescore_factor >= 1, "must be at least 1"),
-            ("index_build_threads", self.index_build_threads >= 1, "must be at least 1"),
-            ("blas_threshold", self.blas_threshold >= 1, "must be at least 1"),
-            ("snapshot_interval_s", self.snapshot_interval_s >= 0, "must be 0 or more"),
-            ("shutdown_grace_s", self.shutdown_grace_s >= 0, "must be 0 or more"),
-            ("stream_batch", self.stream_batch >= 1, "must be at least 1"),
-            ("default_threshold_fmr", 0 < self.default_threshold_fmr < 1, "must be in (0, 1)"),
-            ("face_dimension", self.face_dimension >= 1, "must be at least 1"),
-            ("rate_limit", self.rate_limit >= 0, "must be 0 (unlimited) or more"),
-            ("model_threads", self.model_threads >= 1, "must be at least 1"),
-        ) if not ok]
+        problems = []
+        for f in dataclasses.fields(self):
+            value, bounds, choices = getattr(self, f.name), f.metadata["bounds"], f.metadata["choices"]
+            if bounds is not None and not bounds.admits(value):
+                problems.append(f"--{f.name.replace('_', '-')} {bounds}, got {value!r}")
+            if choices and value not in choices:
+                problems.append(f"--{f.name.replace('_', '-')} must be {' or '.join(choices)}, got {value!r}")
         if problems:
             raise SettingsError("; ".join(problems))
 
@@ -131,9 +154,16 @@ class Settings:
         return [name.strip() for name in self.default_galleries.split(",") if name.strip()]
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 def _convert(kind: Any, text: str) -> Any:
+    """``text`` as the field's type; anything else is a ``SettingsError`` (a typo must not silently mean false)."""
     if kind in (bool, "bool"):
-        return text.strip().lower() in ("1", "true", "yes", "on")
+        word = text.strip().lower()
+        if word not in _TRUE + _FALSE:
+            raise SettingsError(f"{text!r} is not a boolean (use one of {', '.join(_TRUE + _FALSE)})")
+        return word in _TRUE
     if kind in (Path, "Path"):
         return Path(text)
     try:
@@ -142,7 +172,7 @@ def _convert(kind: Any, text: str) -> Any:
         if kind in (float, "float"):
             return float(text)
     except ValueError:
-        raise SettingsError(f"{text!r} is not a number") from None
+        raise SettingsError(f"{text!r} is not a {'whole ' if kind in (int, 'int') else ''}number") from None
     return text
 
 
@@ -167,9 +197,13 @@ def load(args: argparse.Namespace | None = None, environ: dict[str, str] | None 
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for f in dataclasses.fields(Settings):
-        env = environ.get(f"SHANAKHT_{f.name.upper()}")
+        variable = f"SHANAKHT_{f.name.upper()}"
+        env = environ.get(variable)
         if env is not None:
-            values[f.name] = _convert(f.type, env)
+            try:
+                values[f.name] = _convert(f.type, env)
+            except SettingsError as error:
+                raise SettingsError(f"{variable}: {error}") from None
         flag = getattr(args, f.name, None) if args is not None else None
         if flag is not None:
             values[f.name] = flag

@@ -18,16 +18,19 @@ from typing import Literal
 import numpy as np
 
 from enrollment import models
+from enrollment.calibration import load_calibration
 from enrollment.errors import ImageDecodeError, LowQuality, ModelUnavailable, MultipleFaces, NoFaceFound
 from enrollment.face.align import ALIGNED_SIZE, Box, five_points, warp_to_template
 from enrollment.face.detector import Detection, FaceDetector
-from enrollment.face.embedder import FaceEmbedder
+from enrollment.face.embedder import EMBEDDING_DIM, FaceEmbedder
 from enrollment.face.eyes import EyeStateModel
 from enrollment.face.landmarks import LandmarkModel
 from enrollment.face.liveness import LivenessModel
 from enrollment.face.pose import PoseModel
-from enrollment.face.quality import QualityAction, QualityPolicy, QualityReport, assess, sharpness
+from enrollment.extractor import Extraction, Purpose, SampleImage, SampleQuality
+from enrollment.face.quality import POLICIES, QualityAction, QualityPolicy, QualityReport, assess, sharpness
 from enrollment.image import DEFAULT_LIMITS, DecodeLimits, decode_image
+from matcher.calibration import Calibration
 from matcher.templates import Modality, Template
 
 log = logging.getLogger(__name__)
@@ -90,7 +93,24 @@ class FaceExtractor:
         self.eyes = EyeStateModel(path("fr_eye"), threads) if with_quality_models else None
         self.liveness = LivenessModel(path("fr_liveness"), threads) if with_quality_models else None
 
+    modality = Modality.FACE
+    dimension = EMBEDDING_DIM
+
     # ------------------------------------------------------------------ public API
+
+    def calibration(self) -> Calibration:
+        return load_calibration(EMBEDDER)
+
+    def extract_sample(self, image: SampleImage, purpose: Purpose, main_only: bool, policy: str) -> list[Extraction]:
+        """``Extractor`` for the transport: every face of a checkpoint frame when identifying, the main one otherwise."""
+        results = self.extract(
+            image.data,
+            mode="identify" if purpose == "identify" else "enroll",
+            largest_face=main_only or purpose in ("verify", "extract"),
+            policy=POLICIES.get(policy, POLICIES["warn"]),
+        )
+        return [Extraction(r.template, SampleQuality(True, r.quality.warnings, r.quality.measures()), r.box) for r in results]
+
 
     def extract(
         self,

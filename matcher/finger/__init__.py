@@ -1,7 +1,3 @@
-"""Fingerprint matching: MCC cylinders, the Cython minutiae matcher, and the two-stage 1:N index."""
-
-from matcher.finger.descriptors import PreparedTemplate, prepare
-from matcher.finger.index import FingerIndex
-from matcher.finger.matching import match
-
-__all__ = ["FingerIndex", "PreparedTemplate", "match", "prepare"]
+"""Fingerprint matching: MCC cylinders (``descriptors``), the Cython minutiae matcher (``matching``),
+the two-stage 1:N index (``index``), ISO/IEC 19794-2 records (``iso19794``) and the modality
+(``modality``) that galleries use."""

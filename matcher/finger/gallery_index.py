@@ -31,6 +31,11 @@ def parse_record(record: np.ndarray | bytes) -> FingerTemplate:
     return from_iso(bytes(np.asarray(record, dtype=np.uint8)) if not isinstance(record, bytes) else record)
 
 
+def _of_index(name: str) -> property:
+    """A read-only attribute of the wrapped ``FingerIndex``, under the name ``ModalityIndex`` gives it."""
+    return property(lambda self: getattr(self.index, name), doc=f"``FingerIndex.{name}``")
+
+
 class FingerGalleryIndex:
     """One gallery's finger templates, 1:N by MCC retrieval + minutiae re-ranking."""
 
@@ -59,7 +64,7 @@ class FingerGalleryIndex:
         return self.index.remove_subject(subject_id, sequence)
 
     def mark_applied(self, sequence: int) -> None:
-        self.index.applied_sequence = max(self.index.applied_sequence, sequence)
+        self.index.mark_applied(sequence)
 
     def bulk_loading(self):
         return contextlib.nullcontext()
@@ -70,22 +75,11 @@ class FingerGalleryIndex:
     def wait_for_build(self, timeout: float | None = None) -> None:
         self.index.wait_for_build(timeout)
 
-    @property
-    def rebuilding(self) -> bool:
-        return self.index.rebuilding
-
     # -- reads ----------------------------------------------------------------------------
-    @property
-    def applied_sequence(self) -> int:
-        return self.index.applied_sequence
-
-    @property
-    def size(self) -> int:
-        return self.index.size
-
-    @property
-    def subject_count(self) -> int:
-        return self.index.subjects
+    rebuilding = _of_index("rebuilding")
+    applied_sequence = _of_index("applied_sequence")
+    size = _of_index("size")
+    subject_count = _of_index("subjects")
 
     @property
     def index_type(self) -> str:

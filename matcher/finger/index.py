@@ -8,18 +8,19 @@
    (local pairing + global consolidation); a subject's score is its best template's.
 
 Exact (``IndexBinaryFlat``) up to ``ivf_threshold`` cylinders, then ``IndexBinaryIVF`` trained on
-the enrolled cylinders (rebuilt at each doubling of the size, on a background thread: at millions
-of cylinders training and filling take minutes, and searches must not wait).  FAISS ids are
-``template_id << 8 | minutia`` (at most 255 minutiae per template), so a hit maps to its template
-with a shift.  Thread-safe like ``matcher.index.VectorIndex``: searches share a read lock.
+the enrolled cylinders (rebuilt at each doubling of the size, on a background thread by
+``matcher.rebuild``: at millions of cylinders training and filling take minutes, and searches
+must not wait).  FAISS ids are ``template_id << 8 | minutia`` (at most 255 minutiae per
+template), so a hit maps to its template with a shift.  Thread-safe like
+``matcher.index.VectorIndex``: searches share a read lock.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
@@ -29,7 +30,8 @@ from matcher.finger.template import FingerTemplate
 from matcher.errors import InvalidArgument
 from matcher.finger.descriptors import BITS, WORDS, PreparedTemplate, prepare
 from matcher.finger.matching import match
-from matcher.index import ReadWriteLock
+from matcher.locks import ReadWriteLock
+from matcher.rebuild import BackgroundRebuild, RebuildingIndex, RebuildSteps
 
 SNAPSHOT_FORMAT = 2  # 2: finger positions
 MINUTIA_BITS = 8
@@ -62,7 +64,15 @@ def _binary_ivf(codes: np.ndarray, ids: np.ndarray, nprobe: int) -> faiss.IndexB
     return index
 
 
-class FingerIndex:
+@dataclass(frozen=True)
+class _Retrieval:
+    """A binary IVF built aside, and how many cylinders it was trained on (the next rebuild comes at twice that)."""
+
+    index: faiss.IndexBinary
+    trained_on: int
+
+
+class FingerIndex(RebuildingIndex):
     """Subjects' finger templates, searchable 1:N; ``size`` counts templates."""
 
     def __init__(
@@ -73,10 +83,7 @@ class FingerIndex:
         nprobe: int = 16,
         background_build: bool = True,
     ) -> None:
-        self.neighbours = neighbours
-        self.shortlist = shortlist
-        self.ivf_threshold = ivf_threshold
-        self.nprobe = nprobe
+        self.neighbours, self.shortlist, self.ivf_threshold, self.nprobe = neighbours, shortlist, ivf_threshold, nprobe
         self.background_build = background_build
         self.applied_sequence = 0
         self._lock = ReadWriteLock()
@@ -87,8 +94,15 @@ class FingerIndex:
         self._faiss = self._new_flat()
         self._trained_at = 0
         self.last_penetration = 0.0
-        self._builder: threading.Thread | None = None
-        self._changed: set[int] | None = None  # templates written while a background build runs
+        # Journals the ids of the templates written while a build runs: their codes are redone before the swap.
+        self._rebuild: BackgroundRebuild[tuple[np.ndarray, np.ndarray], _Retrieval, int] = BackgroundRebuild(
+            self._lock,
+            RebuildSteps(self._wants_ivf, self._all_codes_locked, self._train, self._redo_locked, self._swap_locked),
+            background=lambda: self.background_build,
+            name="finger-index-build",
+            failure="rebuilding the finger retrieval index failed; staying on the current one",
+            logger=log,
+        )
 
     # -- mutation -------------------------------------------------------------------------
     @staticmethod
@@ -127,18 +141,10 @@ class FingerIndex:
                 self._templates_of_subject.setdefault(subject_id, []).append(template_id)
                 self._add_codes_locked(template_id, p)
             self.applied_sequence = max(self.applied_sequence, sequence)
-            self._maybe_retrain_locked()
-
-    def remove_subject(self, subject_id: str, sequence: int = 0) -> int:
-        """Drop a subject; returns how many templates went."""
-        with self._lock.writing():
-            removed = self._remove_locked(subject_id)
-            self.applied_sequence = max(self.applied_sequence, sequence)
-            return removed
+        self._rebuild.request()
 
     def _add_codes_locked(self, template_id: int, p: PreparedTemplate) -> None:
-        if self._changed is not None:
-            self._changed.add(template_id)
+        self._rebuild.record(template_id)
         if p.size:
             self._faiss.add_with_ids(p.index_codes(), _cylinder_ids([template_id], [p.size]))
 
@@ -149,8 +155,7 @@ class FingerIndex:
         self._templates_of_subject[subject].remove(template_id)
         if not self._templates_of_subject[subject]:
             del self._templates_of_subject[subject]
-        if self._changed is not None:
-            self._changed.add(template_id)
+        self._rebuild.record(template_id)
         if p.size:
             self._faiss.remove_ids(_cylinder_ids([template_id], [p.size]))
 
@@ -160,58 +165,35 @@ class FingerIndex:
             self._remove_template_locked(template_id)
         return len(ids)
 
-    def _maybe_retrain_locked(self) -> None:
+    def _wants_ivf(self) -> bool:
+        """IVF from the threshold on, retrained at each doubling: the lists must follow the gallery."""
         n = self._faiss.ntotal
-        if n < self.ivf_threshold or n < 2 * self._trained_at or self._builder is not None:
-            return
-        if not self.background_build:
-            self._rebuild_locked(ivf=True)
-            return
-        codes, ids = self._all_codes_locked()
-        self._changed = set()
-        self._builder = threading.Thread(target=self._build, args=(codes, ids), name="finger-index-build", daemon=True)
-        self._builder.start()
+        return n >= self.ivf_threshold and n >= 2 * self._trained_at
 
-    def _build(self, codes: np.ndarray, ids: np.ndarray) -> None:
-        """Train and fill off the lock; then, under it, redo the templates written meanwhile and swap."""
-        built = False
-        try:
-            index = _binary_ivf(codes, ids, self.nprobe)
-            with self._lock.writing():
-                changed = sorted(self._changed or ())
-                if changed:
-                    index.remove_ids(_cylinder_ids(changed, [1 << MINUTIA_BITS] * len(changed)))
-                present = [t for t in changed if t in self._templates and self._templates[t].size]
-                if present:
-                    index.add_with_ids(
-                        np.ascontiguousarray(np.concatenate([self._templates[t].index_codes() for t in present])),
-                        _cylinder_ids(present, [self._templates[t].size for t in present]),
-                    )
-                self._faiss, self._trained_at = index, len(codes)
-                built = True
-        except Exception:
-            log.exception("rebuilding the finger retrieval index failed; staying on the current one")
-        finally:
-            with self._lock.writing():
-                self._changed, self._builder = None, None
-                if built:  # the gallery may have doubled again meanwhile (a failure is not retried in a loop)
-                    self._maybe_retrain_locked()
+    def _train(self, contents: tuple[np.ndarray, np.ndarray]) -> _Retrieval:
+        """Train and fill off the lock; ``BackgroundRebuild`` then redoes the templates written meanwhile and swaps."""
+        codes, ids = contents
+        return _Retrieval(_binary_ivf(codes, ids, self.nprobe), len(codes))
 
-    @property
-    def rebuilding(self) -> bool:
-        return self._builder is not None
+    def _redo_locked(self, fresh: _Retrieval, changed_ids: list[int]) -> None:
+        """Templates written during the build: drop whatever codes the copy had of them, add those still enrolled."""
+        changed = sorted(set(changed_ids))
+        if changed:
+            fresh.index.remove_ids(_cylinder_ids(changed, [1 << MINUTIA_BITS] * len(changed)))
+        present = [t for t in changed if t in self._templates and self._templates[t].size]
+        if present:
+            fresh.index.add_with_ids(
+                np.ascontiguousarray(np.concatenate([self._templates[t].index_codes() for t in present])),
+                _cylinder_ids(present, [self._templates[t].size for t in present]),
+            )
 
-    def wait_for_build(self, timeout: float | None = None) -> None:
-        """Block until a background rebuild (if any) has been swapped in: tests and benchmarks."""
-        while (builder := self._builder) is not None:
-            builder.join(timeout)
-            if timeout is not None:
-                return
+    def _swap_locked(self, fresh: _Retrieval) -> None:
+        self._faiss, self._trained_at = fresh.index, fresh.trained_on
 
     def _rebuild_locked(self, ivf: bool) -> None:
         codes, ids = self._all_codes_locked()
         if ivf and len(codes) >= self.ivf_threshold:
-            self._faiss, self._trained_at = _binary_ivf(codes, ids, self.nprobe), len(codes)
+            self._swap_locked(self._train((codes, ids)))
         else:
             self._faiss, self._trained_at = self._new_flat(), 0
             if len(codes):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from matcher.finger.template import FingerTemplate
 from matcher.finger.descriptors import PreparedTemplate, prepare
-from native import finger_reference as spec
+from matcher.finger import parameters as spec
 from native import minutiae as _kernel
 
 _PARAMS = (

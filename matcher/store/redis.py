@@ -26,19 +26,9 @@ from redis.exceptions import BusyLoadingError, ConnectionError, ResponseError, T
 
 from matcher.errors import AlreadyExists, NotFound, ShanakhtError, StoreUnavailable
 from matcher.store.audit import GENESIS, AuditRecord, chain
-from matcher.store.base import (
-    Change,
-    EnrollmentResult,
-    GalleryRecord,
-    ModalitySpec,
-    NewEnrollment,
-    Principal,
-    Store,
-    StoredTemplate,
-    SubjectRecord,
-    TemplateInfo,
-)
-from matcher.templates import Modality, vector_from_payload
+from matcher.modalities import matcher_for, template_payload
+from matcher.store.base import Change, EnrollmentResult, GalleryRecord, ModalitySpec, NewEnrollment, Principal, Store, StoredTemplate, SubjectRecord, TemplateInfo  # noqa: E501
+from matcher.templates import Modality
 
 T = TypeVar("T")
 _OUTAGE = (ConnectionError, TimeoutError, BusyLoadingError, OSError)
@@ -206,7 +196,7 @@ class RedisStore(Store):
             args: list[object] = [self.prefix, item.gallery, item.subject_id, json.dumps(item.metadata, sort_keys=True),
                                   "1" if item.replace else "0", now, len(item.templates)]
             for t in item.templates:
-                args += [t.modality.value, t.model_id, t.finger_position, t.payload(), json.dumps(t.quality)]
+                args += [t.modality.value, t.model_id, t.finger_position, template_payload(t), json.dumps(t.quality)]
             self._enroll(args=args, client=pipe)
         replies = pipe.execute(raise_on_error=False)
         results: list[EnrollmentResult | ShanakhtError] = []
@@ -285,7 +275,7 @@ class RedisStore(Store):
             found.append(
                 StoredTemplate(
                     template_id, subject.decode(), Modality(int(modality)), model.decode(), int(position),
-                    vector_from_payload(Modality(int(modality)), vector),
+                    matcher_for(Modality(int(modality))).from_payload(vector),
                 )
             )
         return found

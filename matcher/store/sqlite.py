@@ -16,19 +16,9 @@ from pathlib import Path
 
 from matcher.errors import AlreadyExists, NotFound, ShanakhtError
 from matcher.store.audit import GENESIS, AuditRecord, chain
-from matcher.store.base import (
-    Change,
-    EnrollmentResult,
-    GalleryRecord,
-    ModalitySpec,
-    NewEnrollment,
-    Principal,
-    Store,
-    StoredTemplate,
-    SubjectRecord,
-    TemplateInfo,
-)
-from matcher.templates import Modality, vector_from_payload
+from matcher.modalities import matcher_for, template_payload
+from matcher.store.base import Change, EnrollmentResult, GalleryRecord, ModalitySpec, NewEnrollment, Principal, Store, StoredTemplate, SubjectRecord, TemplateInfo  # noqa: E501
+from matcher.templates import Modality
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS galleries (
@@ -220,7 +210,7 @@ class SQLiteStore(Store):
                     template.modality.value,
                     template.model_id,
                     template.finger_position,
-                    template.payload(),
+                    template_payload(template),
                     json.dumps(template.quality),
                 ),
             )
@@ -302,7 +292,7 @@ class SQLiteStore(Store):
     def _template_from_row(row: tuple) -> StoredTemplate:
         template_id, subject_id, modality, model_id, position, blob = row
         modality = Modality(modality)
-        return StoredTemplate(template_id, subject_id, modality, model_id, position, vector_from_payload(modality, blob))
+        return StoredTemplate(template_id, subject_id, modality, model_id, position, matcher_for(modality).from_payload(blob))
 
     def iter_templates(self, gallery: str, modality: Modality, batch: int = 10_000) -> Iterator[list[StoredTemplate]]:
         last = 0

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.evaluation.datasets import default_data_dir
 from enrollment import models
-from enrollment.datasets import default_data_dir
 from tests.conftest import model_cache
 
 FACE_MODELS = ("fr_detect", "fr_landmark", "fr_feature", "fr_pose", "fr_eye", "fr_liveness")

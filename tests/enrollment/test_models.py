@@ -11,6 +11,7 @@ import pytest
 
 from enrollment import models
 from enrollment.errors import ModelUnavailable
+import enrollment.face as face
 from enrollment.face import detector, embedder, eyes, landmarks, liveness, pose
 from matcher.errors import FailedPrecondition
 
@@ -24,6 +25,8 @@ def test_manifest_lists_every_face_model_with_pinned_hashes() -> None:
         assert len(spec.sha256) == 64 and len(spec.package_sha256) == 64
     feature = manifest["fr_feature"]
     assert feature.model_id == "faceplugin-fr_feature@0.0.1" and feature.output_dim == 512
+    # What galleries and clients are told the face templates are (enrollment.face) is what the model makes.
+    assert (feature.model_id, feature.output_dim) == (face.MODEL_ID, face.DIMENSION) == (feature.model_id, embedder.EMBEDDING_DIM)
     assert feature.calibration is not None and feature.calibration.is_file()
 
 

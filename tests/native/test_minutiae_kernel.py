@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from native import finger_reference as reference
+from matcher.finger import reference
 
 kernel = pytest.importorskip("native.minutiae", reason="native.minutiae not built (pip install -e . or cythonize)")
 
@@ -25,8 +25,8 @@ def test_cells_in_radius_constant():
 
 @pytest.fixture(scope="module")
 def prepared():
+    from benchmarks.evaluation.datasets import default_data_dir
     from enrollment import models
-    from enrollment.datasets import default_data_dir
     from enrollment.finger.pipeline import FingerExtractor
     from matcher.finger.descriptors import prepare
 

@@ -12,7 +12,7 @@ import pytest
 from matcher.store.base import NewEnrollment
 from matcher.store.redis import RedisStore
 from matcher.templates import Modality, Template
-from transport.settings import DEFAULT_FACE_MODEL
+from enrollment.face import MODEL_ID as DEFAULT_FACE_MODEL
 from shanakht.v1 import identity_pb2 as pb
 from tests.conftest import noisy, template_sample, unit_vectors
 from tests.server.test_api import identify

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from enrollment.errors import ImageDecodeError
-from enrollment.finger.errors import NoFingerprint
+from enrollment.errors import NoFingerprint
 from matcher.finger.iso19794 import InvalidIsoRecord
 from enrollment.finger.image import decode_finger, decode_raw, wsq_available
 from matcher.finger.iso19794 import from_iso, to_iso

@@ -1,4 +1,4 @@
-"""Reading the fingerprint evaluation sets and extracting them once (benchmarks, calibration, tests).
+"""Extracting the fingerprint evaluation sets once, for the finger benchmark and the calibration command.
 
 LEADER costs 0.2–1.5 s per print on one core, so evaluation runs wrap the detector in
 :class:`CachingDetector`: the network's minutiae are stored per input crop (keyed by a hash of
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from enrollment.datasets import Sample, default_data_dir
-from enrollment.finger.minutiae import QUALITY_THRESHOLD, RawMinutiae
-from enrollment.finger.pipeline import MODEL_ID, FingerExtractor
-from matcher.finger.template import FingerTemplate
+from benchmarks.evaluation.datasets import Sample, load_finger_set
+from enrollment.finger.minutiae import MODEL_ID, QUALITY_THRESHOLD, RawMinutiae
+from enrollment.finger.pipeline import FingerExtractor, MinutiaeDetector
 from matcher.errors import InvalidArgument
+from matcher.finger.template import FingerTemplate
 
 log = logging.getLogger(__name__)
 
@@ -30,36 +30,25 @@ CACHE_FLOOR = 0.3  # minutiae stored down to this quality so the threshold can b
 FVC_SETS = ("fvc2002_db1_b", "fvc2002_db2_b", "fvc_300x300")
 # Scanning resolution per set.  SOCOFing says 500 dpi but its ridge period is ≈ 3.5 px (≈ 200 dpi
 # effective): at face value LEADER finds no minutiae, so it is read as 250 dpi (upsampled ×2).
-SET_DPI = {"fvc2002_db1_b": 500, "fvc2002_db2_b": 569, "fvc_300x300": 500, "socofing_real_distractors": 250, "ten_fingers_4_people": 500}
+SET_DPI = {
+    "fvc2002_db1_b": 500,
+    "fvc2002_db2_b": 569,
+    "fvc_300x300": 500,
+    "socofing_real_distractors": 250,
+    "ten_fingers_4_people": 500,
+}
 
 
 def default_cache_dir() -> Path:
+    """``$SHANAKHT_FINGER_CACHE``, else /tmp/shanakht-finger-cache (never inside the repository)."""
     env = os.environ.get(CACHE_ENV)
     return Path(env) if env else DEFAULT_CACHE
-
-
-def finger_sets(data_dir: Path | None = None) -> list[str]:
-    root = (data_dir or default_data_dir()) / "finger"
-    return sorted(p.name for p in root.iterdir() if (p / "labels.csv").is_file()) if root.is_dir() else []
-
-
-def load_finger_set(name: str, data_dir: Path | None = None) -> list[Sample]:
-    import csv
-
-    folder = (data_dir or default_data_dir()) / "finger" / name
-    with open(folder / "labels.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    return [
-        Sample(path=folder / r["path"], relpath=r["path"], label=r["label"], subset=r.get("sample", "") or "", note=r.get("note", "") or "")
-        for r in rows
-        if r.get("label")
-    ]
 
 
 class CachingDetector:
     """Wraps a detector; remembers its output per exact input pixels in ``cache_dir``."""
 
-    def __init__(self, inner, cache_dir: Path | None = None) -> None:
+    def __init__(self, inner: MinutiaeDetector | None, cache_dir: Path | None = None) -> None:
         self._inner = inner
         self._dir = Path(cache_dir or default_cache_dir()) / MODEL_ID.replace("/", "_")
         self._dir.mkdir(parents=True, exist_ok=True)
@@ -99,16 +88,21 @@ class ExtractedSet:
         return [s.label for s in self.samples]
 
 
-def caching_extractor(model_dir: Path | None = None, cache_dir: Path | None = None, threads: int = 1) -> FingerExtractor:
+def caching_extractor(
+    model_dir: Path | None = None, cache_dir: Path | None = None, threads: int = 1
+) -> FingerExtractor:
+    """The production finger extractor with LEADER behind :class:`CachingDetector`."""
     from enrollment import models
-    from enrollment.finger.minutiae import LeaderMinutiae
-    from enrollment.finger.pipeline import MODEL_NAME
+    from enrollment.finger.minutiae import MODEL_NAME, LeaderMinutiae
 
     inner = LeaderMinutiae(models.load_verified(MODEL_NAME, model_dir), threads)
     return FingerExtractor(detector=CachingDetector(inner, cache_dir))
 
 
-def extract_set(extractor: FingerExtractor, name: str, data_dir: Path | None = None, limit: int | None = None) -> ExtractedSet:
+def extract_set(
+    extractor: FingerExtractor, name: str, data_dir: Path | None = None, limit: int | None = None
+) -> ExtractedSet:
+    """Every labelled print of ``name`` at the set's resolution; failures to enrol are kept as ``None``."""
     samples = load_finger_set(name, data_dir)[:limit]
     dpi = SET_DPI.get(name, 0)
     templates: list[FingerTemplate | None] = []

@@ -1,4 +1,4 @@
-"""Pure-NumPy reference of the Cython minutiae matcher (``native/minutiae.pyx``).
+"""Pure-NumPy reference of the Cython minutiae matcher (``native/minutiae.pyx``), with the matcher's parameters.
 
 Defines the score; the tests check that the Cython kernel returns the same value on real
 template pairs.  Clear rather than fast (≈ 100× slower than the kernel).
@@ -30,18 +30,19 @@ import math
 
 import numpy as np
 
-SEEDS = 16
-DIST_TOL = 8.0
-DIST_GROWTH = 0.0
-ANGLE_TOL = math.pi / 8
-MAX_DIRECTION_DIFF = math.pi / 2
-MIN_COMMON_FRACTION = 0.60
-CELLS_IN_RADIUS_BITS = 208 * 6  # in-radius cells (16×16 grid, R = 70) × direction cells
-MIN_COUNT = 12  # templates with fewer minutiae are normalised as if they had this many
-GEOMETRY_WEIGHT = 0.0  # evidence of a geometrically consistent pair whose cylinders disagree (measured: 0 is best)
-OVERLAP_RADIUS = 50.0  # px: a minutia with one of the other print's this close is in the overlap
-OVERLAP_BLEND = 0.5  # 0 = normalise by the totals, 1 = by the overlap counts only
-
+from matcher.finger.parameters import (
+    ANGLE_TOL,
+    CELLS_IN_RADIUS_BITS,
+    DIST_GROWTH,
+    DIST_TOL,
+    GEOMETRY_WEIGHT,
+    MAX_DIRECTION_DIFF,
+    MIN_COMMON_FRACTION,
+    MIN_COUNT,
+    OVERLAP_BLEND,
+    OVERLAP_RADIUS,
+    SEEDS,
+)
 
 def _popcount(words: np.ndarray) -> np.ndarray:
     return np.unpackbits(np.ascontiguousarray(words).view(np.uint8), axis=-1).sum(axis=-1).astype(np.int64)

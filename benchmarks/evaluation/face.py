@@ -1,6 +1,6 @@
-"""Embedding a labelled set and the verification / identification measures the field reports.
+"""Embedding a labelled face set, and the pair and identification protocols the face report uses.
 
-Shared by ``python -m enrollment.calibrate`` and ``benchmarks/face_accuracy.py`` so both read the
+Shared by ``benchmarks/calibrate.py face`` and ``benchmarks/face_accuracy.py`` so both read the
 data and count failures the same way: a failure to acquire (no face, refused image) keeps its
 slot with a zero vector, which scores 0 against everything, i.e. it counts as a non-match.
 """
@@ -8,12 +8,14 @@ slot with a zero vector, which scores 0 against everything, i.e. it counts as a 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from enrollment.datasets import Sample
+from benchmarks.evaluation.datasets import Sample
+from benchmarks.evaluation.metrics import rank1
 from enrollment.face.pipeline import FaceExtractor
 from enrollment.face.quality import QualityPolicy
 from matcher.errors import InvalidArgument
@@ -26,6 +28,8 @@ _ACCEPT_ALL = QualityPolicy(min_inter_eye_px=None, min_sharpness=None, max_abs_y
 
 @dataclass(frozen=True)
 class EmbeddedSet:
+    """One set's templates in sample order (zero rows where acquisition failed), with what failed and why."""
+
     labels: np.ndarray  # [N] str
     vectors: np.ndarray  # [N, D]; zero rows where acquisition failed
     acquired: np.ndarray  # [N] bool
@@ -55,7 +59,9 @@ def embed_set(
             if pre_aligned:
                 result = extractor.extract_aligned(data, policy=_ACCEPT_ALL)
             else:
-                (result,) = extractor.extract(data, mode="enroll", largest_face=True, policy=_ACCEPT_ALL, timings=timings)
+                (result,) = extractor.extract(
+                    data, mode="enroll", largest_face=True, policy=_ACCEPT_ALL, timings=timings
+                )
         except InvalidArgument as exc:
             errors[sample.relpath] = str(exc)
             log.info("failure to acquire %s: %s", sample.relpath, exc)
@@ -73,9 +79,12 @@ def embed_set(
     )
 
 
-def pair_scores(embedded: EmbeddedSet) -> tuple[np.ndarray, np.ndarray]:
-    """Cosines of all genuine pairs and all impostor pairs (each unordered pair once)."""
-    sims = embedded.vectors @ embedded.vectors.T
+def pair_scores(embedded: EmbeddedSet, scores: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of all genuine pairs and all impostor pairs (each unordered pair once).
+
+    ``scores`` is the [N, N] comparison matrix (a peer's own measure); by default the cosines.
+    """
+    sims = embedded.vectors @ embedded.vectors.T if scores is None else scores
     upper = np.triu_indices(len(embedded.labels), 1)
     same = (embedded.labels[:, None] == embedded.labels[None, :])[upper]
     values = sims[upper]
@@ -89,29 +98,22 @@ def impostor_scores(embedded: EmbeddedSet) -> np.ndarray:
     return pair_scores(sub)[1]
 
 
-def threshold_at_far(impostors: np.ndarray, far: float) -> float:
-    """The lowest threshold at which at most ``far`` of the impostor pairs score strictly above it."""
-    ordered = np.sort(impostors)[::-1]
-    k = int(np.floor(far * len(ordered)))
-    return float(ordered[k]) if k < len(ordered) else float(ordered[-1])
+def rank1_one_enrolled(embedded: EmbeddedSet, scores: np.ndarray | None = None) -> float:
+    """Enrol the first image of each identity (a failed enrolment stays a zero template), probe with the rest.
 
-
-def tar_at_far(genuine: np.ndarray, impostors: np.ndarray, far: float) -> float:
-    if len(genuine) == 0 or len(impostors) == 0:
-        return float("nan")
-    return float((genuine > threshold_at_far(impostors, far)).mean())
-
-
-def rank1_one_enrolled(embedded: EmbeddedSet) -> float:
-    """Enrol the first image of each identity (a failed enrolment stays a zero template), probe with the rest."""
+    ``scores`` as in :func:`pair_scores`; a probe that failed to acquire is a miss.
+    """
     first: dict[str, int] = {}
     for i, label in enumerate(embedded.labels):
         first.setdefault(str(label), i)
     gallery = np.array(list(first.values()))
-    probes = np.array([i for i in range(len(embedded.labels)) if i not in set(gallery.tolist())])
+    enrolled = set(gallery.tolist())
+    probes = np.array([i for i in range(len(embedded.labels)) if i not in enrolled])
     if len(probes) == 0:
-        return float("nan")
-    sims = embedded.vectors[probes] @ embedded.vectors[gallery].T
+        return math.nan
+    if scores is None:
+        sims = embedded.vectors[probes] @ embedded.vectors[gallery].T
+    else:
+        sims = scores[np.ix_(probes, gallery)]
     best = gallery[np.argmax(sims, axis=1)]
-    hits = (embedded.labels[best] == embedded.labels[probes]) & embedded.acquired[probes]
-    return float(hits.mean())
+    return rank1(embedded.labels[best], embedded.labels[probes], embedded.acquired[probes])
