@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from matcher.errors import InvalidArgument
+from matcher.templates import validate_finger_position
 
 TEMPLATE_DPI = 500
 ANGLE_STEPS = 256
@@ -47,8 +48,7 @@ class FingerTemplate:
                 raise InvalidArgument(f"template.{name}", f"must be a 1-D array of {n} values")
         if n > MAX_MINUTIAE:
             raise InvalidArgument("template", f"{n} minutiae; at most {MAX_MINUTIAE}")
-        if not 0 <= self.position <= 10:
-            raise InvalidArgument("finger_position", f"{self.position} is not 0–10")
+        validate_finger_position(self.position, "finger_position")
         if self.width <= 0 or self.height <= 0 or self.width > MAX_COORD or self.height > MAX_COORD:
             raise InvalidArgument("template", f"image size {self.width}×{self.height} is out of range")
 
