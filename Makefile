@@ -39,6 +39,8 @@ test: install redis
 bench: install redis
 	$(PY) -m pytest benchmarks --benchmark-enable --write-results --ignore=benchmarks/test_scale.py
 	$(PY) benchmarks/face_accuracy.py --peer --write
+	$(PY) benchmarks/finger_accuracy.py --write
+	$(PY) benchmarks/fusion_check.py --write
 
 # A million templates (≈ 12 GB of RAM, ≈ 40 min on 2 cores); smaller: make bench-scale SCALE_N=200000 MIXED_S=60
 SCALE_N ?= 1000000

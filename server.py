@@ -73,6 +73,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             score=candidate.score,
             modality_scores=candidate.modality_scores,
             hit=candidate.hit,
+            fpir=candidate.fpir,
             metadata=metadata,
             alert_level=metadata.get("alert_level", "match") if candidate.hit else "",
         )
@@ -182,10 +183,15 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         def search(templates: list[Template]) -> list[Candidate]:
             return self.galleries.identify(templates, list(request.galleries), top=top, min_score=request.min_score, deadline=deadline)
 
+        def searched() -> int:
+            return self.galleries.subjects_in(list(request.galleries))
+
         quality = [e.quality for e in extracted]
         faces_per_sample = collections.Counter(e.sample for e in extracted if e.box is not None)
         if not faces_per_sample or max(faces_per_sample.values()) == 1:
-            return pb.IdentifyResponse(candidates=self._with_metadata(search([e.template for e in extracted])), quality=quality)
+            return pb.IdentifyResponse(
+                candidates=self._with_metadata(search([e.template for e in extracted])), quality=quality, searched_subjects=searched()
+            )
         # Several people in one frame: never fuse different faces; search each on its own.
         faces, best = [], {}
         for e in extracted:
@@ -196,7 +202,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
                 if c.score > best.get((c.gallery, c.subject_id), (None, -math.inf))[1]:
                     best[(c.gallery, c.subject_id)] = (c, c.score)
         merged = sorted((c for c, _ in best.values()), key=lambda c: -c.score)[:top]
-        return pb.IdentifyResponse(candidates=self._with_metadata(merged), quality=quality, faces=faces)
+        return pb.IdentifyResponse(candidates=self._with_metadata(merged), quality=quality, faces=faces, searched_subjects=searched())
 
     def Verify(self, request: pb.VerifyRequest, context: grpc.ServicerContext) -> pb.VerifyResponse:
         extracted = self.decoder.decode(request.samples, "verify")
@@ -243,8 +249,9 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         return pb.DeleteSubjectResponse(sequence=self.galleries.remove(request.gallery, request.subject_id))
 
     def CreateGallery(self, request: pb.CreateGalleryRequest, context: grpc.ServicerContext) -> pb.Gallery:
-        if not math.isfinite(request.threshold_fmr):
-            raise InvalidArgument("threshold_fmr", "must be a finite number")
+        for name in ("threshold_fmr", "threshold_fpir"):
+            if not math.isfinite(getattr(request, name)):
+                raise InvalidArgument(name, "must be a finite number")
         specs = tuple(
             ModalitySpec(modality_of(m.modality, f"modalities[{i}].modality"), m.model_id, m.dimension)
             for i, m in enumerate(request.modalities)
@@ -257,6 +264,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             modalities=specs or self.default_modalities,
             description=request.description,
             quality_policy=request.quality_policy or "warn",
+            threshold_fpir=request.threshold_fpir,
         )
         return self._gallery_message(self.galleries.create(record).record)
 
@@ -269,6 +277,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             modalities=[pb.ModalitySettings(modality=s.modality.value, model_id=s.model_id, dimension=s.dimension) for s in record.modalities],
             description=record.description,
             quality_policy=record.quality_policy,
+            threshold_fpir=record.threshold_fpir,
         )
 
     def ListGalleries(self, request: pb.ListGalleriesRequest, context: grpc.ServicerContext) -> pb.ListGalleriesResponse:

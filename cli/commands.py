@@ -82,9 +82,9 @@ def _candidates_table(candidates) -> None:
         print("no candidates")
         return
     _table(
-        ["rank", "subject", "gallery", "score", "hit", "per modality"],
+        ["rank", "subject", "gallery", "score", "FPIR", "hit", "per modality"],
         [
-            (i + 1, c.subject_id, c.gallery, f"{c.score:.2f}", "yes" if c.hit else "", " ".join(f"{k}={v:.2f}" for k, v in sorted(c.modality_scores.items())))
+            (i + 1, c.subject_id, c.gallery, f"{c.score:.2f}", f"{c.fpir:.2g}", "yes" if c.hit else "", " ".join(f"{k}={v:.2f}" for k, v in sorted(c.modality_scores.items())))
             for i, c in enumerate(candidates)
         ],
     )
@@ -167,7 +167,10 @@ def cmd_gallery_create(args: argparse.Namespace) -> int:
     if args.face_model:
         modalities.append(pb.ModalitySettings(modality=pb.MODALITY_FACE, model_id=args.face_model, dimension=args.dimension))
     response = _stub(args).CreateGallery(
-        pb.CreateGalleryRequest(name=args.name, threshold_fmr=args.threshold_fmr, modalities=modalities, description=args.description),
+        pb.CreateGalleryRequest(
+            name=args.name, threshold_fmr=args.threshold_fmr, threshold_fpir=args.threshold_fpir, modalities=modalities,
+            description=args.description,
+        ),
         timeout=args.timeout,
     )
     text = f"created gallery {response.name} (threshold FMR {response.threshold_fmr:g} = score {response.threshold_score:.2f})"
@@ -366,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     create = _client(gallery_sub, "create", "create a gallery")
     create.add_argument("--name", required=True)
     create.add_argument("--threshold-fmr", type=float, default=0.0, help="decision threshold as an FMR (default 1e-4)")
+    create.add_argument("--threshold-fpir", type=float, default=0.0, help="decide hits of searches by FPIR instead, e.g. 0.01 (0: by --threshold-fmr)")
     create.add_argument("--face-model", default="", help="face model id (default: the server's)")
     create.add_argument("--dimension", type=int, default=512, help="template dimension of --face-model")
     create.add_argument("--description", default="")

@@ -1,9 +1,11 @@
 """Calibration tables: raw similarity → ``-log10(FMR)``, shipped beside the models, for every modality.
 
 A table is measured on impostor pairs of tuning data (``python benchmarks/calibrate.py``) and read
-back here as a ``matcher.calibration.Calibration``.  Each table names what it describes (a model id
-or a matcher id) and is refused when that no longer matches: a table must never outlive the model
-or matcher whose scores it maps.
+back here as a ``matcher.calibration.Calibration``.  A table must never outlive the pipeline whose
+scores it maps, and nobody should have to remember to say when it does: each table stores its
+modality's *score provenance* (``enrollment.face.provenance`` / ``enrollment.finger.provenance``:
+model hashes and every constant between the image and the raw score) with its SHA-256, and
+reading it recomputes both, refusing a stale table with the keys that changed.
 
 Why a table and not a formula: real embedders' and matchers' impostor distributions have heavier
 tails than a Gaussian null model, so a formula would promise rarer false matches than we get.  The
@@ -22,54 +24,78 @@ import numpy as np
 
 from enrollment import models
 from enrollment.errors import ModelUnavailable
-from enrollment.finger.minutiae import MODEL_ID as FINGER_MODEL_ID
+from enrollment.face import provenance as face_provenance
+from enrollment.finger import provenance as finger_provenance
+from enrollment.provenance import differences, digest, plain
 from matcher.calibration import Calibration
 
-EMBEDDER = "fr_feature"
+EMBEDDER = face_provenance.EMBEDDER
 MIN_TAIL_PAIRS = 5  # the last calibrated FMR is MIN_TAIL_PAIRS / N
 SCORE_STEP = 0.1
 COSINE_RANGE = (-1.0, 1.0)  # a face table's end points: every cosine
 FINGER_TABLE = Path(__file__).resolve().parent / "calibration" / "finger.toml"
-FINGER_MATCHER_ID = f"shanakht-mcc-consolidation@2+{FINGER_MODEL_ID}"  # @2: overlap-normalised score
 # The minutiae matcher's raw scores are ≥ 0 and unbounded; its table ends at a score no pair reaches.
 FINGER_SCORE_RANGE = (0.0, 10_000.0)
+REFIT = "python benchmarks/calibrate.py"  # + the modality: how a stale table is refitted
+PROVENANCE_KEY = "provenance"  # the table's readable provenance dict
+PROVENANCE_HASH_KEY = "provenance_sha256"
+FUSION_KEY = "fusion"  # measured corrections of fused scores, one sub-table per number of probes fused
 
 
 def load_calibration(model_name: str = EMBEDDER, manifest: Mapping[str, models.ModelSpec] | None = None) -> Calibration:
-    """The shipped similarity → ``-log10(FMR)`` table of ``model_name``.
+    """The shipped similarity → ``-log10(FMR)`` table of the face embedder ``model_name``.
 
     Raises ``ModelUnavailable`` if the manifest names no table, the file is missing, or it was
-    measured for a different model id (a table must never outlive the model it describes).
+    fitted for another face pipeline (a model hash or an alignment constant differs).
     """
     specs = manifest if manifest is not None else models.load_manifest()
     spec = specs.get(model_name)
     if spec is None or spec.calibration is None:
         raise ModelUnavailable(f"model {model_name!r} has no calibration table in the manifest")
-    return read_table(spec.calibration, "model_id", spec.model_id)
+    return read_table(spec.calibration, face_provenance.score_provenance(specs, model_name), f"{REFIT} face")
 
 
-def load_finger_calibration(path: Path = FINGER_TABLE) -> Calibration:
+def load_finger_calibration(
+    path: Path = FINGER_TABLE, manifest: Mapping[str, models.ModelSpec] | None = None
+) -> Calibration:
     """The shipped minutiae-matcher raw score → ``-log10(FMR)`` table; ``ModelUnavailable`` if absent or stale."""
-    return read_table(path, "matcher_id", FINGER_MATCHER_ID)
+    return read_table(path, finger_provenance.score_provenance(manifest), f"{REFIT} finger")
 
 
-def read_table(path: Path | str, id_key: str, expected_id: str) -> Calibration:
-    """A calibration table file, checked to describe ``expected_id`` (the model or matcher it was measured for)."""
+def read_table(path: Path | str, provenance: Mapping[str, object], refit: str) -> Calibration:
+    """A calibration table file, checked to have been fitted for ``provenance`` (the pipeline as it is now).
+
+    ``refit`` is the command that refits it, quoted in the error when the table is stale.
+    """
+    name = Path(path).name
     try:
         with open(path, "rb") as fh:
             table = tomllib.load(fh)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ModelUnavailable(f"cannot read calibration table {path}: {exc}") from exc
-    if table.get(id_key) != expected_id:
-        raise ModelUnavailable(f"calibration table {path} is for {table.get(id_key)!r}, not {expected_id!r}")
+    recorded = table.get(PROVENANCE_KEY)
+    if not isinstance(recorded, dict) or not isinstance(table.get(PROVENANCE_HASH_KEY), str):
+        raise ModelUnavailable(f"calibration table {name} records no score provenance; refit with `{refit}`")
+    if table[PROVENANCE_HASH_KEY] != digest(provenance):
+        changed = differences(recorded, provenance) or ["its provenance hash (the recorded description was edited)"]
+        raise ModelUnavailable(f"calibration table {name} is stale: {'; '.join(changed)}; refit with `{refit}`")
     try:
-        return Calibration(
-            source=str(table["source"]),
-            similarities=tuple(float(v) for v in table["similarities"]),
-            scores=tuple(float(v) for v in table["scores"]),
+        fusion = tuple(
+            (int(parts), Calibration(f"{table['source']} fused over {parts}", _floats(t["similarities"]), _floats(t["scores"])))
+            for parts, t in sorted(table.get(FUSION_KEY, {}).items(), key=lambda item: int(item[0]))
         )
+        return Calibration(str(table["source"]), _floats(table["similarities"]), _floats(table["scores"]), fusion)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelUnavailable(f"calibration table {path} is malformed: {exc}") from exc
+
+
+def _floats(values: object) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)  # type: ignore[union-attr]
+
+
+def provenance_fields(provenance: Mapping[str, object]) -> dict[str, object]:
+    """The fields a table records about its provenance (for ``write_table``): the hash and the readable dict."""
+    return {PROVENANCE_HASH_KEY: digest(provenance), PROVENANCE_KEY: plain(provenance)}
 
 
 def build_table(
@@ -108,17 +134,45 @@ def build_table(
 
 
 def write_table(path: Path, header: Sequence[str], fields: Mapping[str, object]) -> None:
-    def fmt(value: object) -> str:
-        if isinstance(value, str):
-            return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(value, (list, tuple)):
-            rows = [", ".join(fmt(v) for v in value[i : i + 8]) for i in range(0, len(value), 8)]
-            return "[\n  " + ",\n  ".join(rows) + ",\n]"
-        if isinstance(value, float):
-            return repr(value)
-        return str(value)
+    """Write ``fields`` as TOML under a ``#`` comment header; mappings become tables, after the plain fields.
 
+    Written by hand rather than with a TOML library so that the shipped tables stay diffable:
+    long arrays wrap eight values a line, and the provenance and tuning record are readable sections.
+    """
     lines = [f"# {line}" if line else "#" for line in header] + [""]
-    lines += [f"{key} = {fmt(value)}" for key, value in fields.items()]
+    lines += _toml_lines(fields, ())
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _toml_lines(fields: Mapping[str, object], prefix: tuple[str, ...]) -> list[str]:
+    lines = [f"{_toml_key(k)} = {_toml_value(v, wrap=True)}" for k, v in fields.items() if not isinstance(v, Mapping)]
+    for key, value in fields.items():
+        if isinstance(value, Mapping):
+            where = (*prefix, _toml_key(key))
+            lines += ["", f"[{'.'.join(where)}]", *_toml_lines(value, where)]
+    return lines
+
+
+def _toml_key(key: object) -> str:
+    text = str(key)
+    return text if text and all(c.isascii() and (c.isalnum() or c in "_-") for c in text) else _toml_value(text)
+
+
+def _toml_value(value: object, wrap: bool = False) -> str:
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        items = [_toml_value(v) for v in value]
+        if not wrap or len(items) <= 8:
+            return "[" + ", ".join(items) + "]"
+        rows = [", ".join(items[i : i + 8]) for i in range(0, len(items), 8)]
+        return "[\n  " + ",\n  ".join(rows) + ",\n]"
+    if isinstance(value, float):
+        return repr(float(value))
+    if isinstance(value, int):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to a calibration table")

@@ -23,6 +23,11 @@ class Calibration:
     source: str
     similarities: tuple[float, ...]
     scores: tuple[float, ...]
+    # Measured corrections of fused scores, by how many probes were fused: the fused score (as
+    # ``matcher.fusion`` computes it, assuming independence) → ``-log10`` of the rate at which
+    # impostor probes of that many parts actually reached it.  Two fingers of one pair of people
+    # are not independent, so their fused score needs one; see ``fusion_for``.
+    fusion: tuple[tuple[int, "Calibration"], ...] = ()
 
     def __post_init__(self) -> None:
         sims = np.asarray(self.similarities, dtype=np.float64)
@@ -35,6 +40,15 @@ class Calibration:
     def score(self, similarity: np.ndarray | float) -> np.ndarray:
         """Calibrated score(s) for raw similarity value(s)."""
         return np.interp(similarity, self.similarities, self.scores).astype(np.float32)
+
+    def fusion_for(self, parts: int) -> "Calibration | None":
+        """The measured fusion correction for ``parts`` probes: the table of the most parts measured up to ``parts``.
+
+        Beyond the largest measured count the largest table is used; dependence grows with the
+        number of parts, so that under-corrects, but less than no table.
+        """
+        fitted = [(k, table) for k, table in self.fusion if k <= parts]
+        return max(fitted, key=lambda item: item[0])[1] if fitted else None
 
     def similarity_for_score(self, score: float) -> float:
         """The raw similarity at which the calibrated score reaches ``score`` (threshold search)."""

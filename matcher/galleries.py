@@ -23,7 +23,7 @@ from matcher.calibration import Calibration
 from matcher.errors import AlreadyExists, DeadlineExceeded, InvalidArgument, NotFound, ShanakhtError, StoreUnavailable
 from matcher.policy import IndexPolicy
 from matcher.modalities import matcher_for
-from matcher.gallery import Candidate, Gallery, Verification, check_deadline, validate_gallery_name, validate_subject_id
+from matcher.gallery import Candidate, Gallery, Verification, check_deadline, check_distinct_probes, validate_gallery_name, validate_subject_id
 from matcher.store.base import (
     EnrollmentResult,
     GalleryRecord,
@@ -118,6 +118,7 @@ class Galleries:
                 log.info("gallery loaded from snapshot", extra={"gallery": record.name, "sequence": covered})
                 for index in gallery.indexes.values():
                     index.apply_policy()
+            gallery.count_subjects()
             self._galleries[record.name] = gallery
         self._caught_up_to = min((g.applied_sequence for g in self._galleries.values()), default=0)
         self.catch_up()
@@ -207,6 +208,8 @@ class Galleries:
         validate_gallery_name(record.name, "name")
         if not (0.0 < record.threshold_fmr < 1.0):
             raise InvalidArgument("threshold_fmr", f"must be between 0 and 1, got {record.threshold_fmr}")
+        if not (0.0 <= record.threshold_fpir < 1.0):
+            raise InvalidArgument("threshold_fpir", f"must be 0 (use threshold_fmr) or between 0 and 1, got {record.threshold_fpir}")
         if not record.modalities:
             raise InvalidArgument("modalities", "a gallery needs at least one modality")
         for i, spec in enumerate(record.modalities):
@@ -256,7 +259,7 @@ class Galleries:
                     gallery.check_template(template, f"samples[{i}].template")
                 duplicates: tuple[Candidate, ...] = ()
                 if item.check_duplicates:
-                    found = gallery.identify(item.templates, 10)
+                    found = gallery.identify(item.templates, 10, gallery.subject_count)
                     duplicates = tuple(c for c in found if c.hit and c.subject_id != item.subject_id)
                 pending.append((position, item, duplicates))
             except ShanakhtError as error:
@@ -312,14 +315,20 @@ class Galleries:
         for gallery in galleries:
             for i, probe in enumerate(probes):
                 gallery.check_template(probe, f"samples[{i}].template")
+        check_distinct_probes(probes)
+        searched = self.subjects_in([g.name for g in galleries])  # FPIR is over the whole search, every gallery in it
         candidates: list[Candidate] = []
         for gallery in galleries:
             check_deadline(deadline)
-            candidates.extend(c for c in gallery.identify(probes, top) if c.score >= min_score)
+            candidates.extend(c for c in gallery.identify(probes, top, searched) if c.score >= min_score)
         if len(galleries) == 1:
             return candidates[:top]
         order = native.top_k(np.array([c.score for c in candidates], dtype=np.float32), top)
         return [candidates[i] for i in order]
+
+    def subjects_in(self, gallery_names: Sequence[str]) -> int:
+        """People in these galleries: the N a search of them compares a probe with."""
+        return sum(self.get(name).subject_count for name in dict.fromkeys(gallery_names))
 
     def verify(self, gallery_name: str, subject_id: str, probes: Sequence[Template]) -> Verification:
         gallery = self.get(gallery_name)
@@ -328,6 +337,7 @@ class Galleries:
             raise InvalidArgument("samples", "at least one sample is required")
         for i, probe in enumerate(probes):
             gallery.check_template(probe, f"samples[{i}].template")
+        check_distinct_probes(probes)
         return gallery.verify(subject_id, probes)
 
     def candidate_metadata(self, candidates: Sequence[Candidate]) -> dict[tuple[str, str], dict[str, str]]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from matcher import fusion
 from matcher.calibration import Calibration
 from matcher.errors import DeadlineExceeded, InvalidArgument, NotFound
 from matcher.metadata_cache import Metadata, MetadataCache
@@ -40,11 +41,17 @@ class Scored:
 
 @dataclass(frozen=True)
 class Candidate(Scored):
-    """One ranked identity of a 1:N search; ``hit`` when its score reaches the gallery's threshold."""
+    """One ranked identity of a 1:N search.
+
+    ``fpir``: the chance that a search of the galleries searched, at their current size, returns a
+    stranger scoring this high (``matcher.fusion.fpir``).  ``hit``: the candidate reaches its
+    gallery's threshold (an FPIR when the gallery has one, else an FMR).
+    """
 
     subject_id: str
     gallery: str
     hit: bool
+    fpir: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,25 @@ def validate_subject_id(subject_id: str, field: str = "subject_id") -> str:
     return subject_id
 
 
+def check_distinct_probes(probes: Sequence[Template]) -> None:
+    """Refuse a probe that repeats itself: the same template twice, or what its modality counts as the same.
+
+    Evidence counted twice is a false confidence: the same finger sent twice would double its
+    score, the same photo twice would pass for two views.
+    """
+    seen: dict[tuple, int] = {}
+    for j, probe in enumerate(probes):
+        key = (probe.modality, probe.vector.tobytes())
+        if key in seen:
+            raise InvalidArgument(f"samples[{j}]", f"repeats samples[{seen[key]}]: the same {probe.modality.label} sample counts once")
+        seen[key] = j
+    by_modality: dict[Modality, list[tuple[int, Template]]] = defaultdict(list)
+    for j, probe in enumerate(probes):
+        by_modality[probe.modality].append((j, probe))
+    for modality, numbered in by_modality.items():
+        matcher_for(modality).check_probes(numbered)
+
+
 def check_deadline(deadline: float | None) -> None:
     """Raise before expensive work once the caller's deadline (``time.monotonic()`` based) has passed."""
     if deadline is not None and time.monotonic() >= deadline:
@@ -95,6 +121,7 @@ class Gallery:
         self.matchers: dict[Modality, ModalityMatcher] = {spec.modality: matcher_for(spec.modality) for spec in record.modalities}
         self.indexes: dict[Modality, ModalityIndex] = {spec.modality: self._new_index(spec) for spec in record.modalities}
         self._subject_sequence: dict[str, int] = {}
+        self.subject_count = 0  # people with a template in any index: the N of 1:N (``count_subjects``)
         self._metadata = MetadataCache()
         self.calibrations: dict[Modality, Calibration] = {spec.modality: calibration_for(spec) for spec in record.modalities}
 
@@ -138,17 +165,27 @@ class Gallery:
         if not self._newer(subject_id, sequence):
             return
         self._metadata.invalidate(subject_id)
+        was_enrolled = self.contains(subject_id)
         for modality, index in self.indexes.items():
             mine = [t for t in templates if t.modality is modality]
             ids = np.array([t.template_id for t in mine], dtype=np.int64)
             index.set_subject(subject_id, ids, index.stack([t.vector for t in mine]), sequence)
+        self.subject_count += int(self.contains(subject_id)) - int(was_enrolled)
 
     def forget_subject(self, subject_id: str, sequence: int) -> None:
         if not self._newer(subject_id, sequence):
             return
         self._metadata.invalidate(subject_id)
+        self.subject_count -= int(self.contains(subject_id))
         for index in self.indexes.values():
             index.remove_subject(subject_id, sequence)
+
+    def contains(self, subject_id: str) -> bool:
+        return any(index.contains(subject_id) for index in self.indexes.values())
+
+    def count_subjects(self) -> None:
+        """Recount the people in the indexes (after a rebuild or a snapshot load); writes keep it current."""
+        self.subject_count = len(set().union(*(index.subject_ids() for index in self.indexes.values())))
 
     def apply(self, change: Change, store: Store) -> None:
         """Apply one committed change-log entry to the indexes (idempotent, order-safe)."""
@@ -234,29 +271,32 @@ class Gallery:
             for hit in index.search(index.stack([p.vector for p in group]), depth):
                 for subject, score in zip(hit.subject_ids, calibration.score(hit.similarities)):
                     per_subject[subject].append(float(score))
-            fuse = self.matchers[modality].fuse
-            scores[modality] = {subject: fuse(found) for subject, found in per_subject.items()}
+            fuse, probes_here = self.matchers[modality].fuse, len(group)
+            scores[modality] = {subject: fuse(found, probes_here, calibration) for subject, found in per_subject.items()}
         return scores
 
-    def identify(self, probes: Sequence[Template], top: int) -> list[Candidate]:
-        """The ``top`` best subjects, modalities fused by adding calibrated scores."""
+    def identify(self, probes: Sequence[Template], top: int, searched_subjects: int) -> list[Candidate]:
+        """The ``top`` best subjects, modalities fused as independent evidence (``matcher.fusion``).
+
+        ``searched_subjects`` is the N of the whole search (every gallery searched), for each
+        candidate's FPIR.  A modality of the probe that found nothing for a subject counts as 0.
+        """
         per_modality = self.modality_scores(probes, top)
-        fused: dict[str, float] = defaultdict(float)
-        for scores in per_modality.values():
-            for subject, score in scores.items():
-                fused[subject] += score
+        parts = len(per_modality)
+        # In the order the searches found them, so that equal scores keep the matcher's raw order.
+        subjects = dict.fromkeys(subject for scores in per_modality.values() for subject in scores)
+        fused = {subject: fusion.independent([s[subject] for s in per_modality.values() if subject in s], parts) for subject in subjects}
         ranked = sorted(fused.items(), key=lambda item: -item[1])[:top]
-        threshold = self.threshold_score
         return [
-            Candidate(
-                subject_id=subject,
-                gallery=self.name,
-                score=score,
-                modality_scores={m.label: s[subject] for m, s in per_modality.items() if subject in s},
-                hit=score >= threshold,
-            )
+            self._candidate(subject, score, {m.label: s[subject] for m, s in per_modality.items() if subject in s}, searched_subjects)
             for subject, score in ranked
         ]
+
+    def _candidate(self, subject: str, score: float, modality_scores: dict[str, float], searched_subjects: int) -> Candidate:
+        at = fusion.fpir(score, searched_subjects)
+        fpir_threshold = self.record.threshold_fpir
+        hit = at <= fpir_threshold if fpir_threshold else score >= self.threshold_score
+        return Candidate(score=score, modality_scores=modality_scores, subject_id=subject, gallery=self.name, hit=hit, fpir=at)
 
     def subject_metadata(self, subject_ids: Sequence[str], store: Store) -> dict[str, Metadata]:
         """Candidates' metadata, from memory where it can be (``matcher.metadata_cache``)."""
@@ -264,7 +304,7 @@ class Gallery:
 
     def verify(self, subject_id: str, probes: Sequence[Template]) -> Verification:
         """1:1: per probe, its best similarity to the subject's templates, calibrated; probes and modalities fused as in ``identify``."""
-        if not any(index.contains(subject_id) for index in self.indexes.values()):
+        if not self.contains(subject_id):
             raise NotFound(f"subject {subject_id!r} is not enrolled in gallery {self.name!r}")
         modality_scores: dict[str, float] = {}
         for modality, index in self.indexes.items():
@@ -277,7 +317,8 @@ class Gallery:
             best = [index.best_similarity(index.stack(c), subject_id) for c in comparisons]
             found = [float(calibration.score(b)) for b in best if b is not None]
             if found:
-                modality_scores[modality.label] = matcher.fuse(found)
-        score = float(sum(modality_scores.values()))
+                modality_scores[modality.label] = matcher.fuse(found, len(group), calibration)
+        # Modalities the subject has no template of were not compared: they are not parts of the evidence.
+        score = fusion.independent(list(modality_scores.values()))
         threshold = self.threshold_score
         return Verification(score=score, match=score >= threshold, threshold=threshold, modality_scores=modality_scores)

@@ -258,6 +258,11 @@ class VectorIndex(RebuildingIndex):
     def contains(self, subject_id: str) -> bool:
         return subject_id in self._code_of_subject
 
+    def subject_ids(self) -> list[str]:
+        """Every subject with a template here (a copy: counting a gallery's people at start-up)."""
+        with self._lock.reading():
+            return list(self._code_of_subject)
+
     def search(self, queries: np.ndarray, top_subjects: int) -> list[SubjectHits]:
         """The ``top_subjects`` best subjects per query, one (best) template each.
 

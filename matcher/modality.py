@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 
+from matcher import fusion
 from matcher.calibration import Calibration
 from matcher.policy import IndexPolicy
 
@@ -97,6 +98,7 @@ class ModalityIndex(Protocol):
     def apply_policy(self) -> None: ...
     def wait_for_build(self, timeout: float | None = None) -> None: ...
     def contains(self, subject_id: str) -> bool: ...
+    def subject_ids(self) -> list[str]: ...
     def search(self, probes: object, top_subjects: int) -> list[SubjectHits]: ...
     def best_similarity(self, probes: object, subject_id: str) -> float | None: ...
     def memory_bytes(self) -> int: ...
@@ -116,9 +118,9 @@ class ModalityMatcher(abc.ABC):
     """The matching side of one modality.
 
     ``independent_probes`` says how several probes of this modality in one request combine:
-    several photos of a face are views of one trait, so the best view counts; several fingers
-    are independent evidence, so their calibrated scores add (``-log10`` of independent FMRs
-    multiply).
+    several photos of a face are views of one trait, so the best view counts (corrected for the
+    extra chances); several fingers are independent evidence, so their calibrated scores add and
+    the sum is turned back into ``-log10(FMR)`` (``matcher.fusion``).
     """
 
     modality: Modality
@@ -132,6 +134,13 @@ class ModalityMatcher(abc.ABC):
     @abc.abstractmethod
     def check_template(self, template: Template, spec: ModalitySpec, field: str) -> None:
         """Refuse a template the gallery's setting ``spec`` cannot hold (model id already checked)."""
+
+    def check_probes(self, probes: Sequence[tuple[int, Template]]) -> None:
+        """Refuse probes of this modality that are one piece of evidence twice (numbered as in the request).
+
+        Identical templates are refused for every modality already; a modality adds what else is
+        "the same" (fingers: the same finger position twice).
+        """
 
     @abc.abstractmethod
     def decode(self, data: bytes, field: str) -> np.ndarray:
@@ -159,7 +168,18 @@ class ModalityMatcher(abc.ABC):
     def default_calibration(self, spec: ModalitySpec) -> Calibration:
         """The calibration of a model that ships no measured table (or raise: some modalities have no null model)."""
 
-    def fuse(self, scores: Sequence[float]) -> float:
-        """One subject's calibrated scores from several probes of this modality, combined."""
-        return float(sum(scores)) if self.independent_probes else float(max(scores))
+    def fuse(self, scores: Sequence[float], probes: int, calibration: Calibration | None = None) -> float:
+        """One subject's calibrated scores from ``probes`` probes of this modality, as one calibrated score.
+
+        Independent probes: ``-log10`` of the chance that impostor scores sum this high
+        (``matcher.fusion.independent``; probes that found nothing count as 0).  Views of one
+        trait: the best view, corrected for having had ``probes`` chances (``fusion.best_of``).
+        Where the modality's calibration measured how far real probes of this many parts depart
+        from that (``Calibration.fusion_for``), its correction is applied.
+        """
+        if probes <= 1:
+            return float(max(scores))
+        fused = fusion.independent(scores, probes) if self.independent_probes else fusion.best_of(max(scores), probes)
+        correction = calibration.fusion_for(probes) if calibration is not None else None
+        return fused if correction is None else float(correction.score(fused))
 

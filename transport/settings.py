@@ -66,6 +66,10 @@ def _setting(default: Any, help: str, bounds: Bounds | None = None, choices: tup
 AT_LEAST_1, NOT_NEGATIVE, PORT = Bounds(at_least=1), Bounds(at_least=0), Bounds(at_least=0, at_most=65535)
 
 
+# Settings passed to ``matcher.policy.IndexPolicy`` under the same name.
+_POLICY_SETTINGS = ("micro_batch", "batch_threads", "approximate_from", "probe_fraction", "min_probes", "rescore_factor")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Server configuration; field names map to ``--flag-name`` and ``SHANAKHT_FLAG_NAME``."""
@@ -139,15 +143,7 @@ class Settings:
 
     @property
     def index_policy(self) -> IndexPolicy:
-        return IndexPolicy(
-            micro_batch=self.micro_batch,
-            batch_threads=self.batch_threads,
-            approximate_from=self.approximate_from,
-            probe_fraction=self.probe_fraction,
-            min_probes=self.min_probes,
-            rescore_factor=self.rescore_factor,
-            build_threads=self.index_build_threads,
-        )
+        return IndexPolicy(build_threads=self.index_build_threads, **{name: getattr(self, name) for name in _POLICY_SETTINGS})
 
     @property
     def gallery_names(self) -> list[str]:

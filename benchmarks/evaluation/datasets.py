@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import os
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,19 +20,24 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Sets whose images are already 112×112 crops aligned to the ArcFace template.
 PRE_ALIGNED_SETS = frozenset({"glint24_aligned"})
-# Sets used to calibrate face scores; reports on the other sets are out-of-sample.
-CALIBRATION_SETS = ("glint24_aligned", "att_orl", "five_celebrities")
+# A SOCOFing note naming the other fingers whose real print is this very image (data README).
+_IDENTICAL_NOTE = re.compile(r"byte-identical to ([^;]+)")
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One labelled image: absolute path, identity label ('' when unlabelled), subset (finger: impression)."""
+    """One labelled image: absolute path, identity label ('' when unlabelled), subset (finger: impression).
+
+    ``group`` is the labels.csv ``subset`` column itself (for finger sets ``subset`` holds the impression
+    number instead): latent_generated's ``clean`` and ``latent`` prints, for one.
+    """
 
     path: Path
     relpath: str
     label: str
     subset: str
     note: str
+    group: str = ""
 
 
 def default_data_dir() -> Path:
@@ -70,6 +77,30 @@ def load_pairs(name: str, data_dir: Path | None = None) -> list[tuple[str, str, 
         return [(r["path_a"], r["path_b"], r["same"].strip() in ("1", "true", "True")) for r in csv.DictReader(fh)]
 
 
+def identical_prints(samples: Iterable[Sample]) -> dict[str, frozenset[str]]:
+    """label → the other labels whose real print is the very same image, read from the samples' notes.
+
+    SOCOFing's Real prints hold byte-identical copies under different subjects; the data keeps one
+    copy and names the group in the notes.  A pair between two labels of one group is the same
+    image, so it is neither a genuine nor an impostor comparison of two fingers.
+    """
+    groups: dict[str, set[str]] = {}
+    for sample in samples:
+        found = _IDENTICAL_NOTE.search(sample.note)
+        if found:
+            group = {sample.label, *(label.strip() for label in found.group(1).split("&"))}
+            for label in group:
+                groups.setdefault(label, set()).update(group - {label})
+    return {label: frozenset(others) for label, others in groups.items()}
+
+
+def split_enrolled(identities: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The open-set (1:N) protocols' fixed rule: identities sorted, the 1st, 3rd, 5th, … enrolled (their
+    searches are mated), the 2nd, 4th, … left out of the gallery (their searches are non-mated)."""
+    ordered = sorted({str(identity) for identity in identities})
+    return ordered[0::2], ordered[1::2]
+
+
 def _set_names(modality: str, data_dir: Path | None) -> list[str]:
     root = (data_dir or default_data_dir()) / modality
     if not root.is_dir():
@@ -87,6 +118,7 @@ def _read_labels(folder: Path, subset_column: str) -> list[Sample]:
             label=row.get("label") or "",
             subset=row.get(subset_column) or "",
             note=row.get("note") or "",
+            group=row.get("subset") or "",
         )
         for row in rows
     ]

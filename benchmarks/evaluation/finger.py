@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,13 +30,17 @@ DEFAULT_CACHE = Path("/tmp/shanakht-finger-cache")
 CACHE_FLOOR = 0.3  # minutiae stored down to this quality so the threshold can be varied
 FVC_SETS = ("fvc2002_db1_b", "fvc2002_db2_b", "fvc_300x300")
 # Scanning resolution per set.  SOCOFing says 500 dpi but its ridge period is ≈ 3.5 px (≈ 200 dpi
-# effective): at face value LEADER finds no minutiae, so it is read as 250 dpi (upsampled ×2).
+# effective): at face value LEADER finds no minutiae, so it is read as 250 dpi (upsampled ×2); its
+# altered prints are the same images damaged.  latent_generated's clean prints are FVC impressions
+# (500 dpi) on a 512×512 canvas, and its latents were generated at that scale.
 SET_DPI = {
     "fvc2002_db1_b": 500,
     "fvc2002_db2_b": 569,
     "fvc_300x300": 500,
     "socofing_real_distractors": 250,
+    "socofing_altered": 250,
     "ten_fingers_4_people": 500,
+    "latent_generated": 500,
 }
 
 
@@ -103,7 +108,12 @@ def extract_set(
     extractor: FingerExtractor, name: str, data_dir: Path | None = None, limit: int | None = None
 ) -> ExtractedSet:
     """Every labelled print of ``name`` at the set's resolution; failures to enrol are kept as ``None``."""
-    samples = load_finger_set(name, data_dir)[:limit]
+    return extract_samples(extractor, name, load_finger_set(name, data_dir)[:limit])
+
+
+def extract_samples(extractor: FingerExtractor, name: str, samples: Sequence[Sample]) -> ExtractedSet:
+    """These prints of set ``name`` (a protocol's selection, say) at the set's resolution; failures kept as ``None``."""
+    samples = list(samples)
     dpi = SET_DPI.get(name, 0)
     templates: list[FingerTemplate | None] = []
     failures: dict[int, str] = {}

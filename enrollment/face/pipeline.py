@@ -99,6 +99,7 @@ class FaceExtractor:
     # ------------------------------------------------------------------ public API
 
     def calibration(self) -> Calibration:
+        """The embedder's shipped table, refused (``ModelUnavailable``) once ``enrollment.face.provenance`` changed."""
         return load_calibration(EMBEDDER)
 
     def extract_sample(self, image: SampleImage, purpose: Purpose, main_only: bool, policy: str) -> list[Extraction]:

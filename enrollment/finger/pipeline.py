@@ -23,14 +23,13 @@ from enrollment.finger import quality as quality_mod
 from enrollment.finger.image import FingerImage, decode_finger, decode_raw
 from enrollment.finger.minutiae import MODEL_NAME, QUALITY_THRESHOLD, LeaderMinutiae, RawMinutiae
 from enrollment.finger.quality import FingerQuality
-from enrollment.finger.segmentation import BlockMap, analyse
+from enrollment.finger.segmentation import CROP_MARGIN, BlockMap, analyse
 from matcher.calibration import Calibration
 from matcher.finger.iso19794 import FORMAT_ID, to_iso
 from matcher.finger.template import FingerTemplate
 from matcher.templates import Modality, Template, validate_finger_position
 
 MAX_SIDE_500DPI = 2048  # a four-finger slap is ≈ 1600 px wide at 500 dpi
-CROP_MARGIN = 24  # px kept around the foreground so minutiae at its edge see context
 STAGES = ("decode", "segment", "minutiae", "template")
 #: Below this quality score (0–100) enrolment warns, or refuses under a gallery's "reject" policy:
 #: such prints carry too few reliable minutiae to be found again.
@@ -70,6 +69,7 @@ class FingerExtractor:
     dimension = 0
 
     def calibration(self) -> Calibration:
+        """The matcher's shipped table, refused (``ModelUnavailable``) once ``enrollment.finger.provenance`` changed."""
         return load_finger_calibration()
 
     def extract_sample(self, image: SampleImage, purpose: Purpose, main_only: bool, policy: str) -> list[Extraction]:

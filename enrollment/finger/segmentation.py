@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+CROP_MARGIN = 24  # px kept around the foreground when LEADER runs on it, so minutiae at its edge see context
 BLOCK = 16
 WINDOW = 32  # FFT window centred on each block: two ridge periods either way
 MIN_STD = 8.0  # grey levels; below this a block is flat background (for a print of normal contrast)

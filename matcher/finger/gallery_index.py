@@ -88,6 +88,9 @@ class FingerGalleryIndex:
     def contains(self, subject_id: str) -> bool:
         return self.index.contains(subject_id)
 
+    def subject_ids(self) -> list[str]:
+        return self.index.subject_ids()
+
     def search(self, probes: Sequence[np.ndarray], top_subjects: int) -> list[SubjectHits]:
         """One ``SubjectHits`` per probe record: subjects by their best template's raw score."""
         hits = []

@@ -222,6 +222,11 @@ class FingerIndex(RebuildingIndex):
     def contains(self, subject_id: str) -> bool:
         return subject_id in self._templates_of_subject
 
+    def subject_ids(self) -> list[str]:
+        """Every subject with a finger template here (a copy)."""
+        with self._lock.reading():
+            return list(self._templates_of_subject)
+
     def minutiae_count(self) -> int:
         """Minutiae with a cylinder, over every template (what memory scales with)."""
         return int(self._faiss.ntotal)

@@ -7,6 +7,7 @@ scores have no null model; their table is measured on impostor pairs and must be
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,17 @@ class FingerModality(ModalityMatcher):
             raise InvalidArgument(
                 f"{field}.finger_position", f"{template.finger_position} contradicts the record's finger position {recorded}"
             )
+
+    def check_probes(self, probes: Sequence[tuple[int, Template]]) -> None:
+        """One finger is one piece of evidence: two probes of the same known position would count it twice."""
+        first: dict[int, int] = {}
+        for j, probe in probes:
+            position = probe.finger_position or parse_record(probe.vector).position
+            if position and position in first:
+                raise InvalidArgument(
+                    f"samples[{j}].finger_position", f"finger {position} is already samples[{first[position]}]; send each finger once"
+                )
+            first.setdefault(position, j)
 
     def decode(self, data: bytes, field: str) -> np.ndarray:
         """The record's bytes as uint8; its structure is checked against the gallery in ``check_template``."""

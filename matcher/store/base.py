@@ -36,6 +36,9 @@ class GalleryRecord:
     modalities: tuple[ModalitySpec, ...]
     description: str = ""
     quality_policy: str = "warn"  # what enrolment does with a sample that fails quality checks: warn or reject
+    # When set (> 0), a 1:N candidate is a hit when its FPIR at the search's size is at most this,
+    # instead of when its score reaches -log10(threshold_fmr): the threshold then follows the gallery's size.
+    threshold_fpir: float = 0.0
 
     def spec(self, modality: Modality) -> ModalitySpec | None:
         return next((m for m in self.modalities if m.modality is modality), None)

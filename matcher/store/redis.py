@@ -117,6 +117,7 @@ def _gallery_json(record: GalleryRecord) -> str:
             "threshold_fmr": record.threshold_fmr,
             "description": record.description,
             "quality_policy": record.quality_policy,
+            "threshold_fpir": record.threshold_fpir,
             "modalities": [[s.modality.value, s.model_id, s.dimension] for s in record.modalities],
         }
     )
@@ -227,7 +228,12 @@ class RedisStore(Store):
         for name, raw in sorted(self._redis.hgetall(self.key("galleries")).items()):
             data = json.loads(raw)
             specs = tuple(ModalitySpec(Modality(m), model, int(dim)) for m, model, dim in data["modalities"])
-            records.append(GalleryRecord(name.decode(), data["threshold_fmr"], specs, data["description"], data.get("quality_policy", "warn")))
+            records.append(
+                GalleryRecord(
+                    name.decode(), data["threshold_fmr"], specs, data["description"], data.get("quality_policy", "warn"),
+                    data.get("threshold_fpir", 0.0),
+                )
+            )
         return records
 
     @_outage_safe

@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS galleries (
     modalities    TEXT NOT NULL,
     description   TEXT NOT NULL DEFAULT '',
     created_at    REAL NOT NULL,
-    quality_policy TEXT NOT NULL DEFAULT 'warn'
+    quality_policy TEXT NOT NULL DEFAULT 'warn',
+    threshold_fpir REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS subjects (
     gallery     TEXT NOT NULL REFERENCES galleries(name),
@@ -112,6 +113,8 @@ class SQLiteStore(Store):
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(galleries)")}
         if "quality_policy" not in columns:  # stores created before per-gallery quality policies
             self._db.execute("ALTER TABLE galleries ADD COLUMN quality_policy TEXT NOT NULL DEFAULT 'warn'")
+        if "threshold_fpir" not in columns:  # stores created before FPIR thresholds
+            self._db.execute("ALTER TABLE galleries ADD COLUMN threshold_fpir REAL NOT NULL DEFAULT 0")
         self._audit_head: tuple[int, str] | None = None  # (sequence, hash) of the last record we know of
         # Reads on the request path (candidate metadata) get a connection per thread: in WAL mode
         # they see every committed write and never wait for a writer's commit (an audit group
@@ -148,10 +151,10 @@ class SQLiteStore(Store):
                 if exists:
                     raise AlreadyExists(f"gallery {gallery.name!r} already exists")
                 self._db.execute(
-                    "INSERT INTO galleries (name, threshold_fmr, modalities, description, created_at, quality_policy)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO galleries (name, threshold_fmr, modalities, description, created_at, quality_policy, threshold_fpir)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (gallery.name, gallery.threshold_fmr, _specs_to_json(gallery.modalities), gallery.description, time.time(),
-                     gallery.quality_policy),
+                     gallery.quality_policy, gallery.threshold_fpir),
                 )
                 sequence = self._append_change(gallery.name, "", "gallery", [])
                 self._db.execute("COMMIT")
@@ -249,9 +252,12 @@ class SQLiteStore(Store):
     def galleries(self) -> list[GalleryRecord]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT name, threshold_fmr, modalities, description, quality_policy FROM galleries ORDER BY name"
+                "SELECT name, threshold_fmr, modalities, description, quality_policy, threshold_fpir FROM galleries ORDER BY name"
             ).fetchall()
-        return [GalleryRecord(name, fmr, _specs_from_json(specs), description, policy) for name, fmr, specs, description, policy in rows]
+        return [
+            GalleryRecord(name, fmr, _specs_from_json(specs), description, policy, fpir)
+            for name, fmr, specs, description, policy, fpir in rows
+        ]
 
     def get_subject(self, gallery: str, subject_id: str) -> SubjectRecord:
         with self._lock:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from matcher import modalities
+from matcher import fusion, modalities
 from matcher.calibration import Calibration
 from matcher.errors import InvalidArgument, NotFound
 from matcher.galleries import EnrollItem, Galleries
@@ -81,6 +81,9 @@ class BruteForceIndex:
 
     def contains(self, subject_id: str) -> bool:
         return subject_id in self._templates
+
+    def subject_ids(self) -> list[str]:
+        return list(self._templates)
 
     def search(self, probes: np.ndarray, top_subjects: int) -> list[SubjectHits]:
         hits = []
@@ -167,10 +170,12 @@ def test_a_registered_third_modality_enrols_identifies_verifies_fuses_and_delete
     (alone,) = galleries.identify([iris(probe_left), iris(probe_right)], ["g"], top=1)
     one_eye = galleries.identify([iris(probe_left)], ["g"], top=1)[0]
     assert alone.subject_id == "s7" and alone.modality_scores["iris"] > one_eye.modality_scores["iris"]
-    # Fused with a face: each modality's score is reported, and the fused score is their sum.
+    # Fused with a face: each modality's score is reported, and the fused score is -log10 of the
+    # chance that two independent impostor scores sum that high (less than the plain sum).
     (fused,) = galleries.identify([face(probe_face), iris(probe_left), iris(probe_right)], ["g"], top=1)
     assert fused.subject_id == "s7" and set(fused.modality_scores) == {"face", "iris"}
-    assert fused.score == pytest.approx(sum(fused.modality_scores.values()), abs=1e-5)
+    assert fused.score == pytest.approx(fusion.independent(list(fused.modality_scores.values())), abs=1e-5)
+    assert fused.score < sum(fused.modality_scores.values())
     assert fused.modality_scores["iris"] == pytest.approx(alone.modality_scores["iris"], abs=1e-5)
 
     verification = galleries.verify("g", "s7", [face(probe_face), iris(probe_left), iris(probe_right)])
