@@ -76,6 +76,8 @@ from matcher.finger.descriptors import PreparedTemplate, prepare  # noqa: E402
 from matcher.finger.index import FingerIndex  # noqa: E402
 from matcher.finger.iso19794 import from_iso, to_iso  # noqa: E402
 from matcher.finger.matching import match  # noqa: E402
+from matcher.modalities import matcher_for  # noqa: E402
+from matcher.templates import Modality  # noqa: E402
 from matcher.finger.template import FingerTemplate  # noqa: E402
 
 NAME = "finger_accuracy"
@@ -788,8 +790,9 @@ def render_development(rows: list[list[object]], summary: dict, peer: AfisPeer |
 
 # -- fusion, ISO, latency -----------------------------------------------------------------
 def multi_finger(ten: Prints, calibration: Calibration) -> dict:
-    """ten_fingers_4_people: per person and finger, impression 1 enrolled, 2 probed; two fingers fused by adding
-    calibrated scores."""
+    """ten_fingers_4_people: per person and finger, impression 1 enrolled, 2 probed; two fingers fused as a gallery
+    fuses them (``ModalityMatcher.fuse``: the sum of calibrated scores turned back into a score, with the table's
+    measured correction)."""
     t = {(smp.label, smp.subset): p for smp, p in zip(ten.samples, ten.prepared) if p is not None}
     labels = sorted(set(ten.labels.tolist()))
     people = sorted({label.split("_")[1] for label in labels})
@@ -799,12 +802,13 @@ def multi_finger(ten: Prints, calibration: Calibration) -> dict:
         a, b = t.get((f"team1_{probe_person}_{finger}", "2")), t.get((f"team1_{gallery_person}_{finger}", "1"))
         return float(calibration.score(match(a, b))) if a is not None and b is not None else 0.0
 
+    fuse = matcher_for(Modality.FINGER).fuse  # two fingers fused as a gallery fuses them
     one_g, one_i, two_g, two_i = [], [], [], []
     for p, q in itertools.product(people, people):
         per = [fused_score(p, q, f) for f in fingers]
         (one_g if p == q else one_i).extend(per)
         for f1, f2 in itertools.combinations(range(len(fingers)), 2):
-            (two_g if p == q else two_i).append(per[f1] + per[f2])
+            (two_g if p == q else two_i).append(fuse([per[f1], per[f2]], 2, calibration))
     return {
         "one": (error_rates(one_g, one_i), d_prime(one_g, one_i), len(one_g), len(one_i)),
         "two": (error_rates(two_g, two_i), d_prime(two_g, two_i), len(two_g), len(two_i)),
@@ -819,7 +823,7 @@ def iso_round_trip(prints: Prints) -> tuple[int, int]:
 
 def render_tail(mf: dict, iso: tuple[int, int], timing: Prints, peer: AfisPeer | None) -> list[str]:
     out = [
-        "### Multi-finger fusion (ten_fingers_4_people, impression 2 vs 1, calibrated scores added)",
+        "### Multi-finger fusion (ten_fingers_4_people, impression 2 vs 1, two fingers fused as the service fuses them)",
         "",
         results.markdown_table(
             ["probe", "EER", "d′", "genuine/impostor"],

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -96,11 +96,3 @@ def load_protocol(path: Path = PROTOCOL) -> Protocol:
             sets[(modality, name)] = entry
     return Protocol(int(seed), sets)
 
-
-def declared_sets(modality: str, role: Role | None = None) -> Sequence[str]:
-    """Names of the declared sets of a modality (that have at least some identities of ``role``)."""
-    protocol = load_protocol()
-    return [
-        name for (m, name), entry in sorted(protocol.sets.items())
-        if m == modality and (role is None or entry.role in (role, "split"))
-    ]
