@@ -33,10 +33,10 @@ from matcher.errors import AlreadyExists, InvalidArgument, ShanakhtError
 from matcher.galleries import Enrolled, EnrollItem, Galleries, default_calibration
 from matcher.gallery import Candidate
 from matcher.index import use_blas_from
+from matcher.modalities import modality_of, template_payload
 from matcher.store.base import GalleryRecord, ModalitySpec, Store
 from matcher.store.redis import RedisStore
 from matcher.store.sqlite import SQLiteStore
-from matcher.modalities import modality_of, template_payload
 from matcher.templates import Modality, Template
 from transport import logs
 from transport.audit import AuditTrail

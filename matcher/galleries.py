@@ -22,8 +22,8 @@ import native
 from matcher.calibration import Calibration
 from matcher.errors import AlreadyExists, DeadlineExceeded, InvalidArgument, NotFound, ShanakhtError, StoreUnavailable
 from matcher.policy import IndexPolicy
-from matcher.modalities import matcher_for
 from matcher.gallery import Candidate, Gallery, Verification, check_deadline, check_distinct_probes, validate_gallery_name, validate_subject_id
+from matcher.modalities import matcher_for
 from matcher.store.base import (
     EnrollmentResult,
     GalleryRecord,
