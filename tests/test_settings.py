@@ -58,3 +58,13 @@ def test_a_misspelt_value_in_any_variable_stops_the_start_naming_it(field, monke
 @pytest.mark.parametrize("text, expected", [("1", True), ("TRUE", True), ("on", True), ("no", False), ("0", False), ("off", False)])
 def test_booleans_read_every_usual_spelling(text, expected):
     assert load(None, {"SHANAKHT_REQUIRE_DURABLE": text}).require_durable is expected
+
+
+def test_a_misspelt_variable_name_stops_the_start_and_suggests_the_setting(monkeypatch, capsys):
+    monkeypatch.setenv("SHANAKHT_WORKRES", "3")
+    assert cli.main(["serve"]) == 2
+    assert "SHANAKHT_WORKRES is not a setting (did you mean SHANAKHT_WORKERS?)" in capsys.readouterr().err
+
+
+def test_variables_of_the_cli_and_the_benchmarks_are_not_settings_but_are_known():
+    assert load(None, {"SHANAKHT_DATA": "/data", "SHANAKHT_API_KEY": "k", "SHANAKHT_FINGER_CACHE": "/tmp/c"}) == Settings()

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,9 +190,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def load(args: argparse.Namespace | None = None, environ: dict[str, str] | None = None) -> Settings:
+#: ``SHANAKHT_*`` variables that are not server settings: the CLI's credentials, the data sets, the benchmarks' cache.
+OTHER_VARIABLES = frozenset({"SHANAKHT_API_KEY", "SHANAKHT_API_KEY_FILE", "SHANAKHT_DATA", "SHANAKHT_FINGER_CACHE"})
+
+
+def _check_names(environ: Mapping[str, str]) -> None:
+    """A misspelt variable name would silently leave its setting at the default: refuse it, suggesting the name meant."""
+    known = {f"SHANAKHT_{f.name.upper()}" for f in dataclasses.fields(Settings)} | OTHER_VARIABLES
+    problems = []
+    for variable in sorted(v for v in environ if v.startswith("SHANAKHT_") and v not in known):
+        close = difflib.get_close_matches(variable, sorted(known), n=1)
+        problems.append(f"{variable} is not a setting" + (f" (did you mean {close[0]}?)" if close else ""))
+    if problems:
+        raise SettingsError("; ".join(problems))
+
+
+def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Defaults, overridden by ``SHANAKHT_*`` environment variables, overridden by flags."""
     environ = os.environ if environ is None else environ
+    _check_names(environ)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(Settings):
         variable = f"SHANAKHT_{f.name.upper()}"
