@@ -22,7 +22,7 @@ import native
 from matcher.calibration import Calibration
 from matcher.errors import AlreadyExists, DeadlineExceeded, InvalidArgument, NotFound, ShanakhtError, StoreUnavailable
 from matcher.policy import IndexPolicy
-from matcher.gallery import Candidate, Gallery, Verification, check_deadline, check_distinct_probes, validate_gallery_name, validate_subject_id
+from matcher.gallery import Candidate, Gallery, Verification, check_deadline, check_distinct_probes, distinct_evidence, validate_gallery_name, validate_subject_id
 from matcher.modalities import matcher_for
 from matcher.store.base import (
     EnrollmentResult,
@@ -259,7 +259,7 @@ class Galleries:
                     gallery.check_template(template, f"samples[{i}].template")
                 duplicates: tuple[Candidate, ...] = ()
                 if item.check_duplicates:
-                    found = gallery.identify(item.templates, 10, gallery.subject_count)
+                    found = gallery.identify(distinct_evidence(item.templates), 10, gallery.subject_count)
                     duplicates = tuple(c for c in found if c.hit and c.subject_id != item.subject_id)
                 pending.append((position, item, duplicates))
             except ShanakhtError as error:

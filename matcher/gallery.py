@@ -98,6 +98,22 @@ def check_distinct_probes(probes: Sequence[Template]) -> None:
         matcher_for(modality).check_probes(numbered)
 
 
+def distinct_evidence(templates: Sequence[Template]) -> list[Template]:
+    """The first of each piece of evidence among ``templates``, in order (what ``check_distinct_probes`` accepts).
+
+    An enrolment may hold several impressions of one finger; searching them as one probe for
+    duplicates would count that finger several times over.
+    """
+    kept: list[Template] = []
+    for template in templates:
+        try:
+            check_distinct_probes([*kept, template])
+        except InvalidArgument:
+            continue
+        kept.append(template)
+    return kept
+
+
 def check_deadline(deadline: float | None) -> None:
     """Raise before expensive work once the caller's deadline (``time.monotonic()`` based) has passed."""
     if deadline is not None and time.monotonic() >= deadline:

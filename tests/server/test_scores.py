@@ -121,3 +121,22 @@ def test_the_same_photo_twice_is_refused(stub):
     photo = pb.Sample(face=pb.FaceImage(image=(FACES / "train" / "Madonna" / "1.jpg").read_bytes()))
     error = rpc_error(stub.Identify, pb.IdentifyRequest(samples=[photo, photo], galleries=[gallery]), timeout=60)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("samples[1]: repeats samples[0]")
+
+
+@pytest.mark.skipif(not (PRINTS / "101_1.tif").is_file(), reason=f"fingerprint data not found under {PRINTS}; set SHANAKHT_DATA")
+def test_the_duplicate_check_counts_several_impressions_of_one_finger_once(stub):
+    gallery = "g-" + uuid.uuid4().hex[:10]
+    stub.CreateGallery(pb.CreateGalleryRequest(name=gallery))
+
+    def print_of(name: str) -> pb.Sample:
+        return pb.Sample(finger=pb.FingerImage(image=(PRINTS / f"{name}.tif").read_bytes(), position=2))
+
+    stub.Enroll(pb.EnrollRequest(subject_id="A", gallery=gallery, samples=[print_of("101_1")]), timeout=60)
+    alone = stub.Identify(pb.IdentifyRequest(samples=[print_of("101_2")], galleries=[gallery]), timeout=60).candidates[0]
+    # The same person again under another name, with two impressions of the same finger.
+    ack = stub.Enroll(
+        pb.EnrollRequest(subject_id="B", gallery=gallery, samples=[print_of("101_2"), print_of("101_3")], check_duplicates=True),
+        timeout=60,
+    )
+    assert [d.subject_id for d in ack.duplicates] == ["A"]
+    assert ack.duplicates[0].score == pytest.approx(alone.score, abs=1e-5)  # one finger's evidence, not two
