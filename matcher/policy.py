@@ -2,7 +2,12 @@
 
 Exact search is cheapest below a size where a lone query still meets the latency target; above
 it an IVF-PQ fast-scan index (4-bit codes, 1/128 of the memory, a fifth of the lists scanned)
-whose candidates are re-scored exactly.  The figures behind the defaults are in benchmarks/RESULTS.md.
+whose candidates are re-scored exactly.  The search settings below were chosen by
+``benchmarks/tune_index.py`` on the TUNE synthetic population (``benchmarks/protocol.toml``
+``[synthetic] tune_seed``; 1,000 held-out probes, top 10, one thread): the cheapest setting whose
+recall@1 (rank-1 agreement with exact search) has a 95 % lower bound of at least 0.99 at 1M and at
+100k templates.  RESULTS' Scale section reports recall on the REPORT population, which they were
+not chosen on.
 """
 
 from __future__ import annotations
@@ -20,15 +25,18 @@ class IndexPolicy:
     batch_threads: int = 0
     # Templates from which an index turns approximate (0: always exact).
     approximate_from: int = 100_000
-    # IVF lists probed per query, as a fraction of the lists (see ``lists_for``).  At 1M synthetic
-    # identities in 500 lists, rank-1 agreement with exact search was 0.993 at 1/6, 1.000 at 1/5.
+    # IVF lists probed per query, as a fraction of the lists (see ``lists_for``).  Tune population,
+    # 1M templates in 500 lists: recall@1 0.9930 [0.9856, 0.9972] at 1/6 (83 lists), 1.0000
+    # [0.9970, 1.0000] at 1/5 (100 lists; rule of three), the fewest lists whose lower bound is ≥ 0.99.
     probe_fraction: float = 1 / 5
     # ... but never fewer lists than this: with √N/2 lists a fifth is few lists at 100k (158 lists,
-    # 32 probed: agreement 0.973), and it is the lists probed that decide recall.
-    min_probes: int = 100
+    # 32 probed: recall@1 0.9730 [0.9610, 0.9821]), and it is the lists probed that decide recall.
+    # Tune population, 100k: 50 probed 0.9950 [0.9884, 0.9984], 75 probed 1.0000 [0.9970, 1.0000].
+    min_probes: int = 75
     # IVF candidates re-scored exactly, per template asked for (at least backends.RESCORE_MIN).
-    # At 1M, widths of 20 to 64 gave the same rank-1 agreement (1.000); FAISS's fast scan keeps
-    # up to 32 results in a cheaper structure than more (k = 40 cost 20% more than k = 32).
+    # Tune population, 1M and 100k: re-scoring 32, 40 or 60 candidates for a top-10 search (factors
+    # 1.0 to 3.0) gave the same recall@1 at every number of lists probed; 1.5 re-scores the minimum,
+    # 32, for up to 21 templates asked for.
     rescore_factor: float = 1.5
     # OpenMP threads for training and filling an IVF index in the background.
     build_threads: int = 1
@@ -45,9 +53,11 @@ class IndexPolicy:
         """IVF lists ≈ √N / 2, at least 16 and never more than N / 39 (enough training points).
 
         Fewer and longer lists than the FAISS guideline (4·√N): fast scan pays a fixed cost per
-        list probed, which dominated with short lists.  Measured at 1M × 512, one thread, PQ32:
-        4,000 lists at 1/8 agreed 0.997 with exact search in 0.99 ms, 1,000 at 1/5 0.997 in
-        0.51 ms, 500 at 1/5 1.000 in 0.34 ms.
+        list probed, which dominated with short lists.  ``benchmarks/tune_index.py --lists``, tune
+        population, 1M × 512, one thread, PQ32, recall@1 and median latency: 250 lists at 1/5
+        0.9930 [0.9856, 0.9972] in 0.446 ms, at 1/4 0.9970 [0.9913, 0.9994] in 0.652 ms; 500 at
+        1/5 1.0000 [0.9970, 1.0000] in 0.601 ms; 1,000 at 1/8 0.9930 [0.9856, 0.9972] in 0.730 ms,
+        at 1/5 0.9980 [0.9928, 0.9998] in 1.116 ms (a shared machine: latencies drift by tens of %).
         """
         return int(max(16, min(math.sqrt(max(templates, 1)) / 2, templates / 39, 65_536)))
 

@@ -70,6 +70,7 @@ AT_LEAST_1, NOT_NEGATIVE, PORT = Bounds(at_least=1), Bounds(at_least=0), Bounds(
 
 # Settings passed to ``matcher.policy.IndexPolicy`` under the same name.
 _POLICY_SETTINGS = ("micro_batch", "batch_threads", "approximate_from", "probe_fraction", "min_probes", "rescore_factor")
+_POLICY = IndexPolicy()  # their defaults: tuned once, in matcher/policy.py (benchmarks/constants.toml)
 
 
 @dataclass(frozen=True)
@@ -83,16 +84,16 @@ class Settings:
     max_concurrent_rpcs: int = _setting(64, "RPCs in flight before RESOURCE_EXHAUSTED", AT_LEAST_1)
     max_message_bytes: int = _setting(16 * 1024 * 1024, "largest request accepted", Bounds(at_least=1024))
     search_threads: int = _setting(1, "FAISS threads per search (1 is fastest for lone queries on few cores)", AT_LEAST_1)
-    micro_batch: int = _setting(32, "concurrent searches of one index joined into one FAISS call, at most (0/1: off)", NOT_NEGATIVE)
-    batch_threads: int = _setting(0, "FAISS threads for a micro-batch of concurrent searches (0: every core)", NOT_NEGATIVE)
+    micro_batch: int = _setting(_POLICY.micro_batch, "concurrent searches of one index joined into one FAISS call, at most (0/1: off)", NOT_NEGATIVE)
+    batch_threads: int = _setting(_POLICY.batch_threads, "FAISS threads for a micro-batch of concurrent searches (0: every core)", NOT_NEGATIVE)
     approximate_from: int = _setting(
-        100_000,
+        _POLICY.approximate_from,
         "templates from which an index turns approximate: IVF-PQ fast scan, candidates re-scored exactly (0: always exact)",
         NOT_NEGATIVE,
     )
-    probe_fraction: float = _setting(1 / 5, "share of IVF lists probed per query (recall vs speed)", Bounds(above=0, at_most=1))
-    min_probes: int = _setting(100, "IVF lists probed per query at least, whatever the share", AT_LEAST_1)
-    rescore_factor: float = _setting(1.5, "IVF candidates re-scored exactly per template asked for (at least 32)", AT_LEAST_1)
+    probe_fraction: float = _setting(_POLICY.probe_fraction, "share of IVF lists probed per query (recall vs speed)", Bounds(above=0, at_most=1))
+    min_probes: int = _setting(_POLICY.min_probes, "IVF lists probed per query at least, whatever the share", AT_LEAST_1)
+    rescore_factor: float = _setting(_POLICY.rescore_factor, "IVF candidates re-scored exactly per template asked for (at least 32)", AT_LEAST_1)
     index_build_threads: int = _setting(1, "threads that build approximate indexes in the background", AT_LEAST_1)
     blas_threshold: int = _setting(
         8, "exhaustive FAISS search uses BLAS from this many queries per call (its default is 250 of 512-d)", AT_LEAST_1

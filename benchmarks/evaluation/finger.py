@@ -71,7 +71,7 @@ class CachingDetector:
             if self._inner is None:
                 raise LookupError("minutiae not cached and no detector given")
             raw = self._inner.detect(gray, CACHE_FLOOR)
-            tmp = path.with_suffix(".tmp.npz")
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # two runs filling one cache must not share a file
             np.savez(tmp, x=raw.x, y=raw.y, theta=raw.theta, kind=raw.kind, quality=raw.quality)
             os.replace(tmp, path)
         keep = raw.quality >= quality_threshold

@@ -48,9 +48,21 @@ class SetProtocol:
 
 
 @dataclass(frozen=True)
+class SyntheticSeeds:
+    """Seeds of the synthetic Scale population: one to tune the index settings on, one to report on."""
+
+    tune_seed: int
+    report_seed: int
+
+    def seed(self, role: Role) -> int:
+        return self.tune_seed if role == "tune" else self.report_seed
+
+
+@dataclass(frozen=True)
 class Protocol:
     seed: int
     sets: dict[tuple[str, str], SetProtocol]
+    synthetic: SyntheticSeeds | None = None
 
     def set(self, modality: str, name: str) -> SetProtocol:
         try:
@@ -81,10 +93,16 @@ class Protocol:
 
 @lru_cache(maxsize=4)
 def load_protocol(path: Path = PROTOCOL) -> Protocol:
-    """Read and check the protocol file (unknown roles, fractions outside [0, 1] and unknown keys are errors)."""
+    """Read and check the protocol file (unknown roles, fractions outside [0, 1] and unknown keys are errors).
+
+    Every table is a modality of data sets except ``[synthetic]``, the seeds of the synthetic population.
+    """
     with open(path, "rb") as fh:
         data = tomllib.load(fh)
     seed = data.pop("seed")
+    synthetic = SyntheticSeeds(**data.pop("synthetic")) if "synthetic" in data else None
+    if synthetic is not None and synthetic.tune_seed == synthetic.report_seed:
+        raise ValueError("synthetic: tune_seed and report_seed must differ (the report population must be unseen)")
     sets: dict[tuple[str, str], SetProtocol] = {}
     for modality, entries in data.items():
         for name, fields in entries.items():
@@ -94,5 +112,5 @@ def load_protocol(path: Path = PROTOCOL) -> Protocol:
             if not 0.0 <= entry.report_fraction <= 1.0:
                 raise ValueError(f"{modality}/{name}: report_fraction must be in [0, 1]")
             sets[(modality, name)] = entry
-    return Protocol(int(seed), sets)
+    return Protocol(int(seed), sets, synthetic)
 

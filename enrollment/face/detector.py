@@ -37,7 +37,7 @@ PIXEL_SCALE = 1.0 / 128.0
 SCORE_THRESHOLD = 0.65  # fr_detect.js confidence_threshold
 NMS_IOU = 0.4  # fr_detect.js nms_threshold
 TOP_K = 750  # fr_detect.js top_k before NMS
-PAD_FRACTION = 0.25  # of the image's width (left/right) and height (top/bottom)
+PAD_FRACTION = 0.4  # of the image's width (left/right) and height (top/bottom); benchmarks/tune_face.py derives it from tune photos
 MIN_FACE_PX = 8.0  # boxes smaller than this (in original pixels) are noise at this input size
 
 

@@ -43,8 +43,9 @@ STAGES = ("decode", "detect", "landmarks", "align", "embed", "quality", "livenes
 _CROP_ASPECT = (0.75, 1.7)  # height / width
 # In enroll mode, a detection smaller than this fraction of the main face's height, or less sure
 # than SECONDARY_FACE_SCORE, is a background face (a poster, a passer-by) or a false positive:
-# reported as a warning, not MultipleFaces.  Measured: the secondary detections on the
-# single-person photos of ../shared/data are ≤ 0.39× the main face or scored 0.65–0.83.
+# reported as a warning, not MultipleFaces.  Policy, not fitted (benchmarks/constants.toml): no
+# data labels second persons to trade refusals against; benchmarks/tune_face.py counts the tune
+# photos these bounds refuse.
 SECONDARY_FACE_RATIO = 0.4
 SECONDARY_FACE_SCORE = 0.9
 
@@ -149,7 +150,7 @@ class FaceExtractor:
             fallback = True
             warnings.append("no face detected; the whole image was used as the face (tight crop)")
         elif mode == "enroll":
-            detections, ignored = _split_main_face(detections)
+            detections, ignored = split_main_face(detections)
             if ignored:
                 warnings.append(f"{ignored} much smaller or doubtful face(s) in the background ignored")
             if len(detections) > 1 and not largest_face:
@@ -300,7 +301,7 @@ class FaceExtractor:
         return Template(modality=Modality.FACE, model_id=self.model_id, vector=vector, quality=report.to_dict())
 
 
-def _split_main_face(detections: Sequence[Detection]) -> tuple[list[Detection], int]:
+def split_main_face(detections: Sequence[Detection]) -> tuple[list[Detection], int]:
     """Faces comparable to the main one, and the count of much smaller ones set aside."""
     main = detections[0]
     comparable = [main] + [

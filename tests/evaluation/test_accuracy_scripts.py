@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import face_accuracy, finger_accuracy
+from benchmarks import face_accuracy, face_second_embedder, finger_accuracy
+from benchmarks.evaluation import second_embedder
 from benchmarks.results import RESULTS
 from enrollment import models
+from enrollment.errors import ModelUnavailable
 from tests.conftest import DATA, REPO, model_cache
 
 FACE_MODELS = ("fr_detect", "fr_landmark", "fr_feature", "fr_pose", "fr_eye", "fr_liveness")
@@ -44,20 +46,13 @@ def _section(name: str) -> str:
     return found.group(0) if found else ""
 
 
-def _run_smoke(script: str, model_dir: Path, figures: Path) -> str:
+def _run_smoke(script: str, model_dir: Path, figures: Path | None) -> str:
     name = script.removesuffix(".py")
     before = _section(name)
     env = {**os.environ, "SHANAKHT_DATA": str(DATA)}
     done = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / script),
-            "--smoke",
-            "--model-dir",
-            str(model_dir),
-            "--figures",
-            str(figures),
-        ],
+        [sys.executable, str(REPO / "benchmarks" / script), "--smoke", "--model-dir", str(model_dir)]
+        + (["--figures", str(figures)] if figures else []),
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -108,7 +103,23 @@ def test_finger_smoke(tmp_path: Path) -> None:
     _assert_figures(tmp_path, finger_accuracy.FIGURE_NAMES)
 
 
-@pytest.mark.parametrize("script", [face_accuracy, finger_accuracy])
+def test_face_second_embedder_smoke() -> None:
+    # The matcher's three models (the script skips the quality models) and the converted MobileFaceNet, which the
+    # test does not fetch: that needs npm, the network and the `eval` extra.
+    model_dir = _needs("face", face_second_embedder.SMOKE_SETS, ("fr_detect", "fr_landmark", "fr_feature"))
+    try:
+        second_embedder.load_verified(model_dir)
+    except ModelUnavailable as exc:
+        pytest.skip(str(exc))
+    out = _run_smoke("face_second_embedder.py", model_dir, None)
+    for heading in ("fitted on tune identities only", "tune TAR@1e-3", "gain (fused − fr_feature)", "**Decision rule.**"):
+        assert heading in out
+    for name in (*face_second_embedder.SMOKE_SETS, face_second_embedder.POOLED):
+        assert f"| {name} |" in out or f"| **{name}** |" in out
+    assert "**Decision: " in out
+
+
+@pytest.mark.parametrize("script", [face_accuracy, finger_accuracy, face_second_embedder])
 def test_a_smoke_run_cannot_write_results(script, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         script.parse_args(["--smoke", "--write"])

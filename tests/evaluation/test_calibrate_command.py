@@ -19,7 +19,7 @@ from benchmarks.calibrate import (
     write_calibration,
 )
 from benchmarks.evaluation.protocol import load_protocol
-from enrollment.calibration import FINGER_SCORE_RANGE, build_table, read_table
+from enrollment.calibration import FINGER_SCORE_RANGE, TAIL_TO_SCORE, build_table, read_table
 from enrollment.provenance import digest
 from matcher.calibration import Calibration
 
@@ -45,16 +45,22 @@ def test_face_table_covers_every_cosine(tmp_path: Path) -> None:
     )
 
 
-def test_finger_table_spans_the_raw_score_range(tmp_path: Path) -> None:
-    calibration = _written(finger_table(), np.random.default_rng(2).gamma(2.0, 0.3, 100_000), tmp_path / "finger.toml")
+def test_finger_table_spans_the_raw_score_range_and_continues_with_its_modelled_tail(tmp_path: Path) -> None:
+    impostors = np.random.default_rng(2).gamma(2.0, 0.3, 200_000)
+    calibration = _written(finger_table(), impostors, tmp_path / "finger.toml")
     assert (calibration.similarities[0], calibration.similarities[-1]) == FINGER_SCORE_RANGE
-    assert calibration.scores[-1] == calibration.scores[-2], "clamped past the last measured point"
+    assert calibration.scores[-1] == calibration.scores[-2] == TAIL_TO_SCORE, "clamped where the tail model stops"
+    measured = build_table(impostors, similarity_range=FINGER_SCORE_RANGE)
+    assert calibration.similarities[: len(measured[0]) - 1] == tuple(measured[0][:-1]), "measured points are kept"
+    with open(tmp_path / "finger.toml", "rb") as fh:
+        written = tomllib.load(fh)
+    assert written["tail"]["exceedances"] >= 100 and written["tail"]["rate"] < written["tail"]["fitted_rate"]
     assert "python benchmarks/calibrate.py finger" in (tmp_path / "finger.toml").read_text()
 
 
 def test_table_records_its_provenance_and_what_it_was_fitted_on(tmp_path: Path) -> None:
     table = finger_table()
-    _written(table, np.random.default_rng(4).gamma(2.0, 0.3, 1_000), tmp_path / "finger.toml")
+    _written(table, np.random.default_rng(4).gamma(2.0, 0.3, 200_000), tmp_path / "finger.toml")
     with open(tmp_path / "finger.toml", "rb") as fh:
         written = tomllib.load(fh)
     assert written["provenance_sha256"] == digest(table.provenance()) == digest(written["provenance"])
@@ -62,7 +68,7 @@ def test_table_records_its_provenance_and_what_it_was_fitted_on(tmp_path: Path) 
     fitted = written["fitted_on"]
     assert (fitted["modality"], fitted["role"], fitted["seed"]) == ("finger", "tune", load_protocol().seed)
     assert fitted["fvc2002_db1_b"] == {
-        "identity_count": 2, "images": 2, "pairs": 1_000, "identities": ["FVC2002_DB1_B_101", "FVC2002_DB1_B_102"],
+        "identity_count": 2, "images": 2, "pairs": 200_000, "identities": ["FVC2002_DB1_B_101", "FVC2002_DB1_B_102"],
     }
 
 
