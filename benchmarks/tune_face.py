@@ -1,6 +1,6 @@
 """Re-derive the face pipeline's tuned acquisition constants from *tune* identities only, and say whether the code agrees.
 
-    python benchmarks/tune_face.py [--data DIR] [--model-dir DIR] [--smoke]
+    python benchmarks/tune_face.py [--data DIR] [--model-dir DIR] [--smoke] [--write]
 
 The constants (declared in ``benchmarks/constants.toml``, checked by ``tests/evaluation/test_constants.py``):
 
@@ -35,11 +35,13 @@ if str(REPO) not in sys.path:
 
 from benchmarks.evaluation.datasets import Sample, load_face_set  # noqa: E402
 from benchmarks.evaluation.protocol import load_protocol  # noqa: E402
+from benchmarks.results import markdown_table, script_command, write_section  # noqa: E402
 from enrollment.face import detector as face_detector  # noqa: E402
 from enrollment.face import pipeline  # noqa: E402
 from enrollment.image import decode_image  # noqa: E402
 from matcher.errors import InvalidArgument  # noqa: E402
 
+NAME = "tune_face"  # its RESULTS section
 DETECTED_SETS = ("att_orl", "bollywood_64")
 PADS = (0.0, 0.1, 0.25, 0.4)
 SMOKE_IMAGES = 6  # per set with --smoke
@@ -90,21 +92,28 @@ def measure(samples: Sequence[Sample], model_dir: Path | None) -> Tuning:
     return Tuning(len(images), misses, multiple)
 
 
-def report(tuning: Tuning) -> dict[str, tuple[float, float]]:
-    """Print the measurements; return constant → (value by the rule, value in the code) for those that differ."""
-    print(f"{tuning.images} tune photos of {', '.join(DETECTED_SETS)}")
-    for pad, missed in tuning.misses.items():
-        print(f"  pad {pad:.2f}: the detector misses {missed} ({missed / max(tuning.images, 1):.2%})")
-    print(f"  enrolment refuses {len(tuning.multiple_faces)} for a second face (SECONDARY_FACE_RATIO / _SCORE): {', '.join(tuning.multiple_faces[:5])}")
+def report(tuning: Tuning) -> tuple[list[str], dict[str, tuple[float, float]]]:
+    """The measurements as Markdown lines, and constant → (value by the rule, value in the code) for those that differ."""
+    lines = [
+        f"{tuning.images} tune photos of {', '.join(DETECTED_SETS)} (benchmarks/protocol.toml); the rule is in the script's docstring.",
+        "",
+        markdown_table(
+            ["pad fraction", "photos the detector misses"],
+            [[f"{pad:.2f}", f"{missed} ({missed / max(tuning.images, 1):.2%})"] for pad, missed in tuning.misses.items()],
+        ),
+        "",
+        f"At the code's pad, enrolment refuses {len(tuning.multiple_faces)} of them for a second face (SECONDARY_FACE_RATIO / _SCORE, policy).",
+        "",
+    ]
     differ = {}
     for name, value in tuning.values().items():
         module, constant = name.rsplit(".", 1)
         current = float(getattr(sys.modules[module], constant))
-        mark = "" if math.isclose(value, current) else f"   (code has {current}: re-tune)"
-        print(f"{name} = {value}{mark}")
-        if mark:
+        agrees = math.isclose(value, current)
+        lines.append(f"- `{name}`: the rule gives {value}; the code has {current}{'' if agrees else ' (re-tune)'}.")
+        if not agrees:
             differ[name] = (value, current)
-    return differ
+    return lines, differ
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -112,9 +121,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=None, help="data folder (default $SHANAKHT_DATA or ../shared/data)")
     parser.add_argument("--model-dir", type=Path, default=None, help="model cache (default $SHANAKHT_MODEL_DIR or .cache/models)")
     parser.add_argument("--smoke", action="store_true", help=f"the first {SMOKE_IMAGES} tune photos of each set (no verdict)")
+    parser.add_argument("--write", action="store_true", help="replace the tune_face section of benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     samples = tune_samples(args.data, SMOKE_IMAGES if args.smoke else None)
-    differ = report(measure(samples, args.model_dir))
+    lines, differ = report(measure(samples, args.model_dir))
+    text = "\n".join(lines)
+    print(text)
+    if args.write and not args.smoke:
+        write_section(NAME, "Tuning: the face detector's padding, from tune photos only", text, script_command("tune_face.py", argv))
     return 0 if args.smoke or not differ else 1
 
 

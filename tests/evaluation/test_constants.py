@@ -148,4 +148,4 @@ def test_the_face_tuning_script_runs_on_tune_photos(capsys: pytest.CaptureFixtur
     from benchmarks import tune_face
 
     assert tune_face.main(["--smoke"]) == 0
-    assert "enrollment.face.detector.PAD_FRACTION =" in capsys.readouterr().out
+    assert "`enrollment.face.detector.PAD_FRACTION`: the rule gives" in capsys.readouterr().out
