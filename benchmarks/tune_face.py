@@ -88,7 +88,8 @@ def measure(samples: Sequence[Sample], model_dir: Path | None) -> Tuning:
         detector.pad_fraction = pad
         misses[pad] = sum(not detector.detect(rgb) for _, rgb in images)
     detector.pad_fraction = face_detector.PAD_FRACTION
-    multiple = [s.relpath for s, rgb in images if len(pipeline.split_main_face(detector.detect(rgb))[0]) > 1]
+    found = [(sample, detector.detect(rgb)) for sample, rgb in images]
+    multiple = [sample.relpath for sample, detections in found if detections and len(pipeline.split_main_face(detections)[0]) > 1]
     return Tuning(len(images), misses, multiple)
 
 
