@@ -8,8 +8,8 @@ used, so every figure measured on report identities stays out of sample for the 
 
 * face: embeds the tune identities of ``FACE_SETS`` (glint24_aligned, att_orl, bollywood_64),
   pools the cosines of their impostor pairs (within each set, acquired images only: bollywood_64's
-  non-face crops fail to acquire and are left out) and writes the table named by the embedder's
-  ``calibration`` key in ``enrollment/models.toml``.
+  non-face crops fail to acquire and are left out) and writes ``enrollment/calibration/face.toml``,
+  the table of the fused template (``enrollment.face.fused``).
 * finger: extracts ``socofing_real_distractors`` and the FVC sets, scores every pair (at most
   ``--pairs``) of prints of the same finger of different SOCOFing tune persons (leaving out prints that are byte-identical to a
   print of a report person, see ``shared_prints``) plus every cross-finger pair of first
@@ -49,6 +49,7 @@ if str(REPO) not in sys.path:
 from benchmarks.evaluation.protocol import PROTOCOL, Protocol, load_protocol  # noqa: E402
 from enrollment import calibration, models  # noqa: E402
 from enrollment.errors import ModelUnavailable  # noqa: E402
+from enrollment.face import fused  # noqa: E402
 from enrollment.face import provenance as face_provenance  # noqa: E402
 from enrollment.finger import provenance as finger_provenance  # noqa: E402
 from enrollment.provenance import Provenance  # noqa: E402
@@ -156,16 +157,13 @@ class Options:
 
 
 def face_table() -> Table:
-    """The embedder's table, at the path the manifest names."""
+    """The face template's table (``enrollment/calibration/face.toml``): fr_feature and MobileFaceNet fused."""
     manifest = models.load_manifest()
-    spec = manifest[calibration.EMBEDDER]
-    if spec.calibration is None:
-        raise ModelUnavailable(f"[models.{calibration.EMBEDDER}] names no calibration file")
     return Table(
         "face",
-        spec.model_id or spec.name,
-        lambda: face_provenance.score_provenance(manifest, calibration.EMBEDDER),
-        spec.calibration,
+        fused.template_model_id(manifest),
+        lambda: face_provenance.score_provenance(manifest),
+        calibration.FACE_TABLE,
         calibration.COSINE_RANGE,
         FACE_HEADER,
         "cosine {:.4f}",

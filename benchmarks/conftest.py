@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from benchmarks import results
+from enrollment.face import DIMENSION as DIM
 
 
 def pytest_addoption(parser):
@@ -85,7 +86,7 @@ def write_identify(figures: dict, n: int, command: str) -> None:
                 + results.markdown_table(["micro-batching", "calls/s", "p50 ms", "p95 ms", "p99 ms"], load_rows)
             )
         body = (
-            f"Gallery of {n:,} random unit templates, d = 512, exact inner product; one query at a time, "
+            f"Gallery of {n:,} random unit templates, d = {DIM}, exact inner product; one query at a time, "
             "top 10 subjects; the probes are noisy copies of enrolled templates, and every benchmark "
             "checks its rank-1 answers.  Ratio = median / raw FAISS median, measured in the same run.\n\n"
             + results.markdown_table(["what", "median ms", "mean ms", "max ms", "rounds", "ratio to raw FAISS"], rows)
@@ -120,7 +121,7 @@ def write_backends(figures: dict, n: int, command: str) -> None:
             rows.append([name, f"{rate:,.0f}", f"{identify.median * 1e3:.2f}", f"{identify.mean * 1e3:.2f}", f"{identify.max * 1e3:.2f}"])
     if rows:
         body = (
-            f"`EnrollStream` of {min(n, 20_000):,} templates (d = 512) into an empty gallery, one client; then gRPC `Identify` "
+            f"`EnrollStream` of {min(n, 20_000):,} templates (d = {DIM}) into an empty gallery, one client; then gRPC `Identify` "
             "on that gallery, one call at a time.  SQLite: WAL, synchronous=FULL.  Redis 7 on loopback: AOF with "
             "appendfsync always.  Both acknowledge only durable writes.\n\n"
             + results.markdown_table(["store", "enrolments/s", "identify median ms", "mean ms", "max ms"], rows)
@@ -169,7 +170,7 @@ def write_scale(figures: dict, n: int, command: str) -> None:
     recall = figures["scale_recall"]
     per_template = figures["scale_bytes_per_template"]
     parts = [
-        f"{n:,} templates (d = 512): {n // 2:,} synthetic identities × 2 samples (sample-to-sample cosine ≈ 0.67), "
+        f"{n:,} templates (d = {DIM}): {n // 2:,} synthetic identities × 2 samples (sample-to-sample cosine ≈ 0.67), "
         f"{recall['probes']:,} held-out probes: the **report** population (`benchmarks/protocol.toml` `[synthetic]` "
         f"report_seed {recall['seed']}); the index settings (`matcher/policy.py`) were chosen by `benchmarks/tune_index.py` "
         f"on the tune population, drawn the same way from another seed.  Production index: `{figures['scale_index_type']}`, "

@@ -292,7 +292,8 @@ def fmt_tar(result: SetResult, far: float) -> str:
 def render_protocol(ours: list[SetResult], reps: int, all_images: dict[str, int]) -> list[str]:
     protocol = load_protocol()
     return [
-        "- model: faceplugin fr_detect → fr_landmark → 5-point align → fr_feature (512-d), one ONNX Runtime thread",
+        "- model: faceplugin fr_detect → fr_landmark → 5-point align → fr_feature (512-d) + MobileFaceNet (192-d), fused into "
+        "one 704-d template (`enrollment/face/fused.py`), one ONNX Runtime thread",
         f"- **report identities only** (`benchmarks/{PROTOCOL.name}`, seed {protocol.seed}): "
         + ", ".join(f"{r.name} {r.identities} ids / {r.images} of {all_images[r.name]} images" for r in ours)
         + "; the calibration table was fitted on tune identities.",

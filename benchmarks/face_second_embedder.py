@@ -15,16 +15,21 @@ fr_feature alone, MobileFaceNet alone and fused (identity-bootstrap intervals), 
 difference fused − fr_feature (paired identity bootstrap), per set and pooled.
 
 The decision rule (``DECISION_RULE``, fixed before any report figure was computed) reads the
-pooled paired interval.  ``--smoke`` runs two small sets with few replicates (a test that the
-script still runs; its figures mean nothing).  ``--write`` replaces this script's section of
-benchmarks/RESULTS.md.  The converted model must be in the model cache: ``--fetch`` fetches and
-converts it first (needs npm and ``pip install -e '.[eval]'``).
+pooled paired interval.  The rule adopted the fusion: the product's face template is it
+(``enrollment/face/fused.py``), with the deviations and the weight fitted here.  The script
+compares what it fits with those constants (rounded as the product holds them) and exits with
+status 1 when they differ (then update them, and refit the face calibration, whose provenance
+includes them).  ``--smoke`` runs two small sets with few replicates (a test that the script
+still runs; its figures mean nothing, and it gives no verdict on the constants).  ``--write``
+replaces this script's section of benchmarks/RESULTS.md.  The models must be in the model cache
+(``python -m enrollment.models fetch``; ``--fetch`` does it first).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import time
@@ -51,12 +56,16 @@ from benchmarks.evaluation.metrics import (  # noqa: E402
     fnmr_reader,
 )
 from benchmarks.evaluation.protocol import PROTOCOL, load_protocol  # noqa: E402
+from enrollment import models  # noqa: E402
 from enrollment.errors import ModelUnavailable  # noqa: E402
+from enrollment.face import fused  # noqa: E402
 from enrollment.face.pipeline import FaceExtractor  # noqa: E402
 
 NAME = "face_second_embedder"
 TITLE = "Face: fusing a second embedder, MobileFaceNet (`benchmarks/face_second_embedder.py`)"
 PACKAGES = ("pillow", "tflite2onnx", "onnx", "tflite")
+# The product's fitted constants (enrollment.face.fused) and how it rounds them: deviations to 4 decimals.
+PRODUCT_DECIMALS = 4
 DECISION_FAR = 1e-3
 FARS = (1e-3, 1e-4)
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)  # MobileFaceNet's weight, chosen on tune identities
@@ -105,6 +114,24 @@ def fit_fusion(tune: dict[str, mfn.BothSets]) -> tuple[mfn.Fusion, dict[float, f
         grid[weight] = pooled.curve().tar_at_far(DECISION_FAR)
     best = max(WEIGHTS, key=lambda w: (grid[w], -w))
     return mfn.Fusion(m1, s1, m2, s2, best), grid
+
+
+def product_check(fusion: mfn.Fusion) -> tuple[list[str], dict[str, tuple[float, float]]]:
+    """Lines comparing the fitted deviations and weight with ``enrollment.face.fused``'s, and name → (fitted, product)
+    for those that differ (deviations compared at the product's rounding)."""
+    fitted = {
+        "FR_FEATURE_IMPOSTOR_STD": round(fusion.first_std, PRODUCT_DECIMALS),
+        "MOBILEFACENET_IMPOSTOR_STD": round(fusion.second_std, PRODUCT_DECIMALS),
+        "MOBILEFACENET_WEIGHT": fusion.weight,
+    }
+    lines, differ = [], {}
+    for name, value in fitted.items():
+        current = float(getattr(fused, name))
+        agrees = math.isclose(value, current, abs_tol=1e-12)
+        lines.append(f"- `enrollment.face.fused.{name}`: fitted {value:g}; the product has {current:g}{'' if agrees else ' (update it)'}.")
+        if not agrees:
+            differ[name] = (value, current)
+    return lines, differ
 
 
 def model_trials(both: mfn.BothSets, fusion: mfn.Fusion) -> dict[str, Trials]:
@@ -158,16 +185,18 @@ def render(
     crops: int,
     reps: int,
     limit: int | None,
+    second: models.ModelSpec,
 ) -> list[str]:
     protocol = load_protocol()
     pooled = rows[-1]
     share = {r.name: (r.genuine / pooled.genuine, r.impostor / pooled.impostor) for r in rows[:-1]}
     largest = max(share, key=lambda n: share[n][1])
     out = [
-        f"- models: fr_feature (faceplugin, 512-d, the product's) and MobileFaceNet (npm `{mfn.PACKAGE}@{mfn.VERSION}`, "
-        f"`{mfn.TFLITE_PATH.rsplit('/', 1)[-1]}` SHA-256 `{mfn.TFLITE_SHA256[:12]}…`, converted with "
-        + ", ".join(f"{k} {v}" for k, v in mfn.CONVERTER.items())
-        + f" to ONNX SHA-256 `{mfn.ONNX_SHA256[:12]}…`, 192-d), one ONNX Runtime thread each.",
+        f"- models: fr_feature (faceplugin, {mfn.FIRST_DIM}-d) and MobileFaceNet (npm `{second.package}@{second.version}`, "
+        f"`{second.path.rsplit('/', 1)[-1]}` SHA-256 `{(second.source_sha256 or '')[:12]}…`, converted with "
+        + ", ".join(f"{k} {v}" for k, v in second.converter.items())
+        + f" to ONNX SHA-256 `{second.sha256[:12]}…`, {mfn.SECOND_DIM}-d), one ONNX Runtime thread each: the two parts of "
+        "the product's face template (`enrollment/face/fused.py`), measured apart.",
         "- both embed the very same 112×112 crop of every image: the product's pipeline (padded detection, 68 landmarks,",
         "  5-point ArcFace alignment; pre-aligned sets as they are) makes it once, each model normalises it its own way",
         "  (fr_feature (x − 127) / 128, MobileFaceNet (x − 127.5) / 128). Failures to acquire are zero vectors in both.",
@@ -212,7 +241,7 @@ def render(
         "",
         f"Cost per photo (one face, one thread, median over {crops} crops of this run): MobileFaceNet "
         f"**{cost['MobileFaceNet']:.1f} ms** per embedding (fr_feature {cost['fr_feature']:.1f} ms on the same crops), "
-        f"plus {4 * mfn.EMBEDDING_DIM} bytes per stored template and a {cost['model_mb']:.1f} MB model. "
+        f"plus {4 * mfn.SECOND_DIM} bytes per stored template and a {cost['model_mb']:.1f} MB model. "
         f"The machine's 1-minute load average was {cost['load_start']:.1f} at the start and {cost['load_end']:.1f} at "
         f"the end on {os.cpu_count()} cores: other work shared them, so compare the two models' times, not either alone.",
         "",
@@ -223,7 +252,9 @@ def render(
         + (", ".join(above) if above else "none")
         + f" ({len(above)} of {len(rows) - 1}). "
         + (
-            "By this rule the fusion qualifies for the product; wiring it in is separate work (this script changes nothing)."
+            "By this rule the fusion qualifies for the product, and the product's face template is this fusion "
+            "(`enrollment/face/fused.py`: the two unit vectors weighted by √(1/σ_fr) and √(w/σ_mfn) and concatenated, "
+            "so a template cosine is an increasing affine function of the fused score)."
             if verdict
             else "MobileFaceNet stays an evaluation; the product keeps fr_feature alone."
         ),
@@ -241,7 +272,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sets", nargs="+", default=None, help="limit to these face sets")
     parser.add_argument("--limit", type=int, default=None, help="only the first N tune and N report images of each set")
     parser.add_argument("--reps", type=int, default=BOOTSTRAP_REPS, help="bootstrap replicates")
-    parser.add_argument("--fetch", action="store_true", help="fetch and convert MobileFaceNet first if it is missing")
+    parser.add_argument("--fetch", action="store_true", help="fetch the face models first (and convert MobileFaceNet) if missing")
     parser.add_argument(
         "--smoke", action="store_true", help=f"{', '.join(SMOKE_SETS)}, {SMOKE_LIMIT} images each, {SMOKE_REPS} replicates"
     )
@@ -266,13 +297,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no face sets under {data}/face (set --data or SHANAKHT_DATA)", file=sys.stderr)
         return 1
     try:
-        path = mfn.fetch(args.model_dir) if args.fetch else mfn.load_verified(args.model_dir)
+        if args.fetch:
+            models.fetch(args.model_dir, ["fr_detect", "fr_landmark", *fused.EMBEDDERS])
+        path = models.load_verified(mfn.SECOND, args.model_dir)
+        # Vectors do not depend on the quality models (pose, eyes, liveness), and nothing is refused for quality here.
+        extractor = FaceExtractor(args.model_dir, threads=1, with_quality_models=False)
     except ModelUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    # Vectors do not depend on the quality models (pose, eyes, liveness), and nothing is refused for quality here.
-    extractor = FaceExtractor(args.model_dir, threads=1, with_quality_models=False)
-    second = mfn.MobileFaceNetEmbedder(path, threads=1)
     protocol = load_protocol()
 
     tune: dict[str, mfn.BothSets] = {}
@@ -286,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             if not chosen:
                 continue
             start = time.perf_counter()
-            store[name] = both = mfn.embed_both(extractor, second, chosen, name in PRE_ALIGNED_SETS)
+            store[name] = both = mfn.embed_both(extractor, chosen, name in PRE_ALIGNED_SETS)
             first_ms += both.first_ms
             second_ms += both.second_ms
             print(f"{name} {role}: {len(chosen)} images in {time.perf_counter() - start:.1f} s", file=sys.stderr)
@@ -311,13 +343,23 @@ def main(argv: list[str] | None = None) -> int:
         "load_start": load_start,
         "load_end": os.getloadavg()[0],
     }
-    body = render(rows, tune_counts, fusion, grid, cost, len(second_ms), args.reps, args.limit)
+    body = render(rows, tune_counts, fusion, grid, cost, len(second_ms), args.reps, args.limit, models.load_manifest()[mfn.SECOND])
     section = "\n".join(body) + "\n"
     print(section)
+    check, differ = product_check(fusion)
+    print("\n".join(check), file=sys.stderr)
     print(f"ran in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     if args.write:
         results.write_section(NAME, TITLE, section, results.script_command("face_second_embedder.py", argv), PACKAGES)
         print(f"wrote {results.RESULTS}", file=sys.stderr)
+    if differ and not args.smoke:
+        print(
+            "error: the fusion fitted on tune identities differs from the product's (enrollment/face/fused.py): "
+            + ", ".join(f"{name} fitted {a:g}, product {b:g}" for name, (a, b) in differ.items())
+            + "; update the constants (and benchmarks/constants.toml), then refit: python benchmarks/calibrate.py face",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

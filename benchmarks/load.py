@@ -23,6 +23,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from shanakht.client import connect, resolve_key  # noqa: E402
+from enrollment.face import DIMENSION as DEFAULT_FACE_DIMENSION  # noqa: E402
 from enrollment.face import MODEL_ID as DEFAULT_FACE_MODEL  # noqa: E402
 from shanakht.v1 import identity_pb2 as pb  # noqa: E402
 from shanakht.v1 import identity_pb2_grpc as pb_grpc  # noqa: E402
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     host = args.server.rsplit(":", 1)[0]
     if host not in ("localhost", "127.0.0.1", "::1", "[::1]"):
         parser.error("the load generator only targets loopback addresses")
-    probes = np.load(args.probes) if args.probes else np.random.default_rng(0).standard_normal((256, 512)).astype("f4")
+    probes = np.load(args.probes) if args.probes else np.random.default_rng(0).standard_normal((256, DEFAULT_FACE_DIMENSION)).astype("f4")
     stub = pb_grpc.IdentityServiceStub(connect(args.server, resolve_key(args.api_key, args.api_key_file)))
     print(run_load(stub, identify_requests(probes, args.gallery), args.clients, args.seconds).summary())
     return 0

@@ -1,4 +1,4 @@
-"""Identify at N = 100,000 (d = 512, exact) against raw FAISS on the same vectors, in one run."""
+"""Identify at N = 100,000 (d = the face template's, exact) against raw FAISS on the same vectors, in one run."""
 
 from __future__ import annotations
 

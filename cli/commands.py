@@ -16,6 +16,7 @@ import grpc
 import numpy as np
 from google.protobuf import json_format
 
+from enrollment.face import DIMENSION as DEFAULT_FACE_DIMENSION
 from enrollment.face import MODEL_ID as DEFAULT_FACE_MODEL
 from transport import settings as settings_module
 from matcher.errors import ShanakhtError
@@ -371,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--threshold-fmr", type=float, default=0.0, help="decision threshold as an FMR (default 1e-4)")
     create.add_argument("--threshold-fpir", type=float, default=0.0, help="decide hits of searches by FPIR instead, e.g. 0.01 (0: by --threshold-fmr)")
     create.add_argument("--face-model", default="", help="face model id (default: the server's)")
-    create.add_argument("--dimension", type=int, default=512, help="template dimension of --face-model")
+    create.add_argument("--dimension", type=int, default=DEFAULT_FACE_DIMENSION, help="template dimension of --face-model")
     create.add_argument("--description", default="")
     create.set_defaults(func=cmd_gallery_create)
     listing = _client(gallery_sub, "list", "list galleries")

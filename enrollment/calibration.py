@@ -32,10 +32,10 @@ from enrollment.finger import provenance as finger_provenance
 from enrollment.provenance import differences, digest, plain
 from matcher.calibration import Calibration
 
-EMBEDDER = face_provenance.EMBEDDER
 MIN_TAIL_PAIRS = 5  # the last calibrated FMR is MIN_TAIL_PAIRS / N
 SCORE_STEP = 0.1
 COSINE_RANGE = (-1.0, 1.0)  # a face table's end points: every cosine
+FACE_TABLE = Path(__file__).resolve().parent / "calibration" / "face.toml"  # the fused template's (enrollment.face.fused)
 FINGER_TABLE = Path(__file__).resolve().parent / "calibration" / "finger.toml"
 # The minutiae matcher's raw scores are ≥ 0 and unbounded; its table ends at a score no pair reaches.
 FINGER_SCORE_RANGE = (0.0, 10_000.0)
@@ -48,17 +48,13 @@ TAIL_FROM_SCORE = 3.0  # a modelled tail is fitted on the impostors beyond FMR 1
 TAIL_TO_SCORE = 6.0  # ... and continues the table no further than FMR 10^-6
 
 
-def load_calibration(model_name: str = EMBEDDER, manifest: Mapping[str, models.ModelSpec] | None = None) -> Calibration:
-    """The shipped similarity → ``-log10(FMR)`` table of the face embedder ``model_name``.
+def load_calibration(path: Path = FACE_TABLE, manifest: Mapping[str, models.ModelSpec] | None = None) -> Calibration:
+    """The shipped cosine → ``-log10(FMR)`` table of the face template (fr_feature + MobileFaceNet, fused).
 
-    Raises ``ModelUnavailable`` if the manifest names no table, the file is missing, or it was
-    fitted for another face pipeline (a model hash or an alignment constant differs).
+    Raises ``ModelUnavailable`` if the file is missing, or it was fitted for another face pipeline
+    (a model hash, an alignment constant or a fusion weight differs).
     """
-    specs = manifest if manifest is not None else models.load_manifest()
-    spec = specs.get(model_name)
-    if spec is None or spec.calibration is None:
-        raise ModelUnavailable(f"model {model_name!r} has no calibration table in the manifest")
-    return read_table(spec.calibration, face_provenance.score_provenance(specs, model_name), f"{REFIT} face")
+    return read_table(path, face_provenance.score_provenance(manifest), f"{REFIT} face")
 
 
 def load_finger_calibration(

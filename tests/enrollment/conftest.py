@@ -14,7 +14,7 @@ from benchmarks.evaluation.datasets import default_data_dir
 from enrollment import models
 from tests.conftest import model_cache
 
-FACE_MODELS = ("fr_detect", "fr_landmark", "fr_feature", "fr_pose", "fr_eye", "fr_liveness")
+FACE_MODELS = ("fr_detect", "fr_landmark", "fr_feature", "mfn_feature", "fr_pose", "fr_eye", "fr_liveness")
 
 
 

@@ -17,7 +17,7 @@ import pytest
 from enrollment import calibration, models
 from enrollment.calibration import load_calibration, load_finger_calibration
 from enrollment.errors import ModelUnavailable
-from enrollment.face import align
+from enrollment.face import align, fused
 from enrollment.face.provenance import score_provenance as face_provenance
 from enrollment.finger import minutiae
 from enrollment.finger.pipeline import FingerExtractor
@@ -71,11 +71,17 @@ def test_the_extractor_refuses_a_stale_table(monkeypatch: pytest.MonkeyPatch) ->
 def test_another_face_model_file_makes_the_face_table_stale() -> None:
     manifest = models.load_manifest()
     other = "0" * 64
-    for name in ("fr_detect", "fr_feature"):
+    for name in ("fr_detect", "fr_feature", "mfn_feature"):
         changed = {**manifest, name: replace(manifest[name], sha256=other)}
-        with pytest.raises(ModelUnavailable, match=f"fr_feature.toml is stale: models {name} .* → 000000000000…"):
-            load_calibration("fr_feature", changed)
-    load_calibration("fr_feature", manifest)
+        with pytest.raises(ModelUnavailable, match=f"face.toml is stale: models {name} .* → 000000000000…"):
+            load_calibration(manifest=changed)
+    load_calibration(manifest=manifest)
+
+
+def test_a_changed_fusion_weight_makes_the_face_table_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fused, "MOBILEFACENET_WEIGHT", fused.MOBILEFACENET_WEIGHT + 0.25)
+    with pytest.raises(ModelUnavailable, match=r"face.toml is stale: fused MOBILEFACENET_WEIGHT 2.0 → 2.25.*calibrate.py face"):
+        load_calibration()
 
 
 def test_a_changed_alignment_template_makes_the_face_table_stale(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,7 +112,7 @@ def test_provenance_is_plain_data_hashed_canonically() -> None:
     assert digest(current) == digest({key: current[key] for key in reversed(list(current))})
     assert digest({"a": (1.0, 2)}) == digest({"a": [1.0, 2]}) != digest({"a": [1.0, 3]})
     assert module_constants(parameters)["SEEDS"] == parameters.SEEDS
-    assert set(face_provenance()["models"]) == {"fr_detect", "fr_landmark", "fr_feature"}  # type: ignore[arg-type]
+    assert set(face_provenance()["models"]) == {"fr_detect", "fr_landmark", "fr_feature", "mfn_feature"}  # type: ignore[arg-type]
     assert differences({"g": {"A": 1, "B": 2}}, {"g": {"A": 1, "B": 3, "C": 4}}) == ["g B 2 → 3", "g C (absent) → 4"]
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from enrollment.face import DIMENSION, MODEL_ID
 from enrollment.calibration import load_calibration
 from enrollment.errors import ImageDecodeError, LowQuality, MultipleFaces, NoFaceFound
 from enrollment.face.pipeline import FaceExtractor
@@ -32,8 +33,8 @@ def _png(pixels: np.ndarray) -> bytes:
 def test_one_face_photo(extractor: FaceExtractor, face_data: Path) -> None:
     (face,) = extractor.extract(_read(face_data, f"{AGEITGEY}/knn_examples/train/obama/obama.jpg"))
     template = face.template
-    assert template.modality is Modality.FACE and template.model_id == "faceplugin-fr_feature@0.0.1"
-    assert template.vector.shape == (512,) and abs(float(np.linalg.norm(template.vector)) - 1.0) < 1e-5
+    assert template.modality is Modality.FACE and template.model_id == MODEL_ID
+    assert template.vector.shape == (DIMENSION,) and abs(float(np.linalg.norm(template.vector)) - 1.0) < 1e-5
     x1, y1, x2, y2 = face.box
     assert 0 <= x1 < x2 and 0 <= y1 < y2
     q = face.quality
@@ -97,7 +98,7 @@ def test_pre_aligned_crops_embed_directly(extractor: FaceExtractor, face_data: P
     assert result.quality.pre_aligned and result.landmarks is None
     crops = [np.asarray(Image.open(p).convert("RGB")) for p in (a1, b1)]
     batch = extractor.embed_aligned(crops)
-    assert batch.shape == (2, 512) and np.allclose(batch[0], va, atol=1e-5)
+    assert batch.shape == (2, DIMENSION) and np.allclose(batch[0], va, atol=1e-5)
 
 
 def test_aligned_input_must_be_112(extractor: FaceExtractor, face_data: Path) -> None:

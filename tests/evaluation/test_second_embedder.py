@@ -1,4 +1,4 @@
-"""The second face embedder's pieces: its input contract, the fusion rule, and the paired interval that decides it."""
+"""The second face embedder's evaluation: the fusion rule it fits and the paired interval that decides it (the model itself: tests/enrollment/test_face_fused.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import pytest
 
 from benchmarks.evaluation import second_embedder as mfn
 from benchmarks.evaluation.metrics import Trials
-from enrollment.errors import ImageDecodeError, ModelUnavailable
-from tests.conftest import model_cache
 
 # Four identities, one genuine pair each, the six impostor pairs between them (highest impostor 0.25).
 GENUINE_IDS = np.array([0, 1, 2, 3])
@@ -62,27 +60,3 @@ def test_fusion_is_a_weighted_sum_of_z_normalised_cosines() -> None:
     fusion = mfn.Fusion(first_mean=0.1, first_std=0.2, second_mean=0.0, second_std=0.1, weight=2.0)
     # (0.5 − 0.1) / 0.2 + 2 · (0.3 − 0) / 0.1 = 2 + 6
     assert fusion.scores(np.array([0.5]), np.array([0.3]))[0] == pytest.approx(8.0)
-
-
-def test_crops_are_normalised_as_mobilefacenet_was_trained() -> None:
-    crop = np.zeros((112, 112, 3), dtype=np.uint8)
-    crop[..., 0], crop[..., 2] = 255, 128
-    tensor = mfn._to_tensor(crop, 0)
-    assert tensor.shape == (1, 3, 112, 112) and tensor.dtype == np.float32
-    # (x − 127.5) / 128, RGB planes in order
-    assert (tensor[0, 0, 0, 0], tensor[0, 1, 0, 0], tensor[0, 2, 0, 0]) == (0.99609375, -0.99609375, 0.00390625)
-    with pytest.raises(ImageDecodeError, match="align it"):
-        mfn._to_tensor(np.zeros((96, 112, 3), dtype=np.uint8), 0)
-
-
-def test_the_converted_model_gives_unit_vectors_one_crop_at_a_time() -> None:
-    try:
-        path = mfn.load_verified(model_cache())
-    except ModelUnavailable as exc:
-        pytest.skip(f"{exc}")
-    embedder = mfn.MobileFaceNetEmbedder(path, threads=1)
-    crops = list(np.random.default_rng(0).integers(0, 256, (2, 112, 112, 3), dtype=np.uint8))
-    vectors = embedder.embed(crops)
-    assert vectors.shape == (2, mfn.EMBEDDING_DIM)
-    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    assert np.array_equal(vectors[1], embedder.embed(crops[1:])[0])

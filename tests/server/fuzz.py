@@ -17,6 +17,8 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from enrollment.face import DIMENSION as DEFAULT_FACE_DIMENSION
+from enrollment.face import MODEL_ID as DEFAULT_FACE_MODEL
 from shanakht.v1 import identity_pb2 as pb
 
 DEADLINE_S = 10.0
@@ -46,7 +48,7 @@ weird_floats = st.floats(allow_nan=True, allow_infinity=True, width=32)
 vectors = st.one_of(
     st.binary(max_size=4200),
     st.lists(weird_floats, min_size=0, max_size=600).map(lambda v: np.asarray(v, "<f4").tobytes()),
-    st.integers(0, 2**31).map(lambda seed: np.random.default_rng(seed).standard_normal(512).astype("<f4").tobytes()),
+    st.integers(0, 2**31).map(lambda seed: np.random.default_rng(seed).standard_normal(DEFAULT_FACE_DIMENSION).astype("<f4").tobytes()),
 )
 images = st.one_of(
     st.binary(max_size=3000),
@@ -57,7 +59,7 @@ images = st.one_of(
 templates = st.builds(
     pb.Template,
     modality=st.integers(0, 5),
-    model_id=st.one_of(st.just("faceplugin-fr_feature@0.0.1"), st.text(max_size=40)),
+    model_id=st.one_of(st.just(DEFAULT_FACE_MODEL), st.text(max_size=40)),
     vector=vectors,
     finger_position=st.integers(0, 2**32 - 1),
 )

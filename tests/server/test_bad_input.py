@@ -7,7 +7,8 @@ import pytest
 import grpc
 
 from shanakht.v1 import identity_pb2 as pb
-from tests.conftest import template_sample, unit_vectors
+from tests.conftest import DEFAULT_FACE_DIMENSION as DIM
+from tests.conftest import DEFAULT_FACE_MODEL, template_sample, unit_vectors
 from tests.server.test_api import identify, new_gallery
 
 
@@ -21,21 +22,21 @@ def assert_nothing_stored(stub, gallery: str) -> None:
     assert stub.GalleryStats(pb.GalleryStatsRequest(galleries=[gallery])).galleries[0].subjects == 0
 
 
-def raw_template(data: bytes, model_id: str = "faceplugin-fr_feature@0.0.1") -> pb.Sample:
+def raw_template(data: bytes, model_id: str = DEFAULT_FACE_MODEL) -> pb.Sample:
     return pb.Sample(template=pb.Template(modality=pb.MODALITY_FACE, model_id=model_id, vector=data))
 
 
 @pytest.mark.parametrize(
     "sample, field, words",
     [
-        (raw_template(np.ones(511, "<f4").tobytes()), "samples[0].template.vector", "expected 512 values"),
-        (raw_template(np.ones(513, "<f4").tobytes()), "samples[0].template.vector", "expected 512 values"),
+        (raw_template(np.ones(DIM - 1, "<f4").tobytes()), "samples[0].template.vector", f"expected {DIM} values"),
+        (raw_template(np.ones(DIM + 1, "<f4").tobytes()), "samples[0].template.vector", f"expected {DIM} values"),
         (raw_template(b"\x00\x00\x80"), "samples[0].template.vector", "whole number"),
         (raw_template(b""), "samples[0].template.vector", "empty"),
-        (raw_template(np.full(512, np.nan, "<f4").tobytes()), "samples[0].template.vector", "NaN"),
-        (raw_template(np.r_[np.ones(511), np.inf].astype("<f4").tobytes()), "samples[0].template.vector", "infinite"),
-        (raw_template(np.zeros(512, "<f4").tobytes()), "samples[0].template.vector", "zero length"),
-        (raw_template(np.ones(512, "<f4").tobytes(), model_id="other-model@1"), "samples[0].template.model_id", "does not match"),
+        (raw_template(np.full(DIM, np.nan, "<f4").tobytes()), "samples[0].template.vector", "NaN"),
+        (raw_template(np.r_[np.ones(DIM - 1), np.inf].astype("<f4").tobytes()), "samples[0].template.vector", "infinite"),
+        (raw_template(np.zeros(DIM, "<f4").tobytes()), "samples[0].template.vector", "zero length"),
+        (raw_template(np.ones(DIM, "<f4").tobytes(), model_id="other-model@1"), "samples[0].template.model_id", "does not match"),
         (pb.Sample(), "samples[0]", "no face, finger or template"),
     ],
 )

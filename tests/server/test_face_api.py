@@ -15,7 +15,7 @@ from PIL import Image
 
 from enrollment.calibration import load_calibration
 from shanakht.v1 import identity_pb2 as pb
-from tests.conftest import DATA
+from tests.conftest import DATA, DEFAULT_FACE_DIMENSION, DEFAULT_FACE_MODEL
 
 FACES = DATA / "face"
 pytestmark = pytest.mark.skipif(not (FACES / "five_celebrities" / "labels.csv").is_file(),
@@ -128,7 +128,7 @@ def test_bad_face_images_get_a_clear_status_and_store_nothing(stub, shared_serve
 def test_extract_template_then_enroll_it(stub):
     path = FACES / "five_celebrities" / rows("five_celebrities")[0]["path"]
     extracted = stub.ExtractTemplate(pb.ExtractTemplateRequest(sample=face(path)), timeout=60)
-    assert extracted.template.model_id == "faceplugin-fr_feature@0.0.1" and len(extracted.template.vector) == 512 * 4
+    assert extracted.template.model_id == DEFAULT_FACE_MODEL and len(extracted.template.vector) == DEFAULT_FACE_DIMENSION * 4
     gallery = new_gallery(stub)
     stub.Enroll(pb.EnrollRequest(subject_id="T", gallery=gallery, samples=[pb.Sample(template=extracted.template)]))
     found = stub.Identify(pb.IdentifyRequest(samples=[face(path)], galleries=[gallery]), timeout=60)
