@@ -1,7 +1,7 @@
 """How an index is built and searched: one typed policy, shared by every gallery of a server.
 
 Exact search is cheapest below a size where a lone query still meets the latency target; above
-it an IVF-PQ fast-scan index (4-bit codes, 1/128 of the memory, a fifth of the lists scanned)
+it an IVF-PQ fast-scan index (4-bit codes, 1/128 of the memory, a quarter of the lists scanned)
 whose candidates are re-scored exactly.  The search settings below were chosen by
 ``benchmarks/tune_index.py`` on the TUNE synthetic population (``benchmarks/protocol.toml``
 ``[synthetic] tune_seed``; 1,000 held-out probes, top 10, one thread): the cheapest setting whose
@@ -25,13 +25,13 @@ class IndexPolicy:
     batch_threads: int = 0
     # Templates from which an index turns approximate (0: always exact).
     approximate_from: int = 100_000
-    # IVF lists probed per query, as a fraction of the lists (see ``lists_for``).  Tune population,
-    # 1M templates in 500 lists: recall@1 0.9930 [0.9856, 0.9972] at 1/6 (83 lists), 1.0000
-    # [0.9970, 1.0000] at 1/5 (100 lists; rule of three), the fewest lists whose lower bound is ≥ 0.99.
-    probe_fraction: float = 1 / 5
-    # ... but never fewer lists than this: with √N/2 lists a fifth is few lists at 100k (158 lists,
-    # 32 probed: recall@1 0.9730 [0.9610, 0.9821]), and it is the lists probed that decide recall.
-    # Tune population, 100k: 50 probed 0.9950 [0.9884, 0.9984], 75 probed 1.0000 [0.9970, 1.0000].
+    # IVF lists probed per query, as a fraction of the lists (see ``lists_for``).  Tune population of
+    # 704-d face templates, 1M in 500 lists: recall@1 0.9920 [0.9843, 0.9965] at 1/5 (100 lists),
+    # 0.9970 [0.9913, 0.9994] at 1/4 (125 lists), the fewest lists whose lower bound is ≥ 0.99.
+    probe_fraction: float = 1 / 4
+    # ... but never fewer lists than this: with √N/2 lists a quarter is few lists at 100k (158 lists,
+    # 40 probed: recall@1 0.9900 [0.9817, 0.9952]), and it is the lists probed that decide recall.
+    # Tune population, 100k: 50 probed 0.9960 [0.9898, 0.9989], 75 probed 1.0000 [0.9970, 1.0000].
     min_probes: int = 75
     # IVF candidates re-scored exactly, per template asked for (at least backends.RESCORE_MIN).
     # Tune population, 1M and 100k: re-scoring 32, 40 or 60 candidates for a top-10 search (factors
@@ -58,6 +58,7 @@ class IndexPolicy:
         0.9930 [0.9856, 0.9972] in 0.446 ms, at 1/4 0.9970 [0.9913, 0.9994] in 0.652 ms; 500 at
         1/5 1.0000 [0.9970, 1.0000] in 0.601 ms; 1,000 at 1/8 0.9930 [0.9856, 0.9972] in 0.730 ms,
         at 1/5 0.9980 [0.9928, 0.9998] in 1.116 ms (a shared machine: latencies drift by tens of %).
+        Measured on 512-d templates, before the face template became 704-d; not re-measured since.
         """
         return int(max(16, min(math.sqrt(max(templates, 1)) / 2, templates / 39, 65_536)))
 
