@@ -311,6 +311,18 @@ def tail_check(impostors: np.ndarray) -> dict[str, object]:
     }
 
 
+def continued(
+    values: np.ndarray, sims: list[float], scores: list[float], modelled_tail: bool, check: dict[str, object] | None = None
+) -> tuple[list[float], list[float], dict[str, object]]:
+    """``build_table``'s points continued by an exponential tail fitted on ``values`` (when the table models one), and its record."""
+    if not modelled_tail:
+        return sims, scores, {}
+    fitted = calibration.fit_exponential_tail(values)
+    log.info("tail: %d impostors beyond %.3f, rate %.3f (bound %.3f) per unit", fitted.exceedances, fitted.threshold, fitted.fitted_rate, fitted.rate)
+    sims, scores = calibration.extend_table(sims, scores, fitted)
+    return sims, scores, {calibration.TAIL_KEY: {**fitted.record(), "to_score": calibration.TAIL_TO_SCORE, **(check or {})}}
+
+
 def fusion_corrections(table: Calibration, people_pairs: list[np.ndarray], modelled_tail: bool = False) -> dict[str, dict[str, object]]:
     """Per number of fingers fused, the fused score (as the service fuses, assuming independence) → its measured ``-log10`` rate.
 
@@ -328,11 +340,7 @@ def fusion_corrections(table: Calibration, people_pairs: list[np.ndarray], model
             for subset in itertools.combinations(range(len(row)), parts)
         ]
         sims, scores, max_score = calibration.build_table(np.asarray(fused), similarity_range=FUSED_RANGE)
-        tail = {}
-        if modelled_tail:
-            fitted = calibration.fit_exponential_tail(np.asarray(fused))
-            sims, scores = calibration.extend_table(sims, scores, fitted)
-            tail = {calibration.TAIL_KEY: fitted.record()}
+        sims, scores, tail = continued(np.asarray(fused), sims, scores, modelled_tail)
         corrections[str(parts)] = {
             "trials": len(fused), "max_score": float(round(max_score, 3)), "similarities": sims, "scores": [float(v) for v in scores], **tail,
         }
@@ -371,12 +379,7 @@ def write_calibration(table: Table, impostors: Impostors, path: Path, protocol: 
     """Build the table from the impostor scores and write it to ``path`` with a header saying how it was made."""
     protocol = protocol or load_protocol()
     sims, scores, max_score = calibration.build_table(impostors.scores, similarity_range=table.similarity_range)
-    tail: dict[str, object] = {}
-    if table.modelled_tail:
-        fitted = calibration.fit_exponential_tail(impostors.scores)
-        sims, scores = calibration.extend_table(sims, scores, fitted)
-        tail = {calibration.TAIL_KEY: {**fitted.record(), "to_score": calibration.TAIL_TO_SCORE, **impostors.tail_check}}
-        log.info("tail: %d impostors beyond %.3f, rate %.3f (bound %.3f) per unit", fitted.exceedances, fitted.threshold, fitted.fitted_rate, fitted.rate)
+    sims, scores, tail = continued(impostors.scores, sims, scores, table.modelled_tail, impostors.tail_check)
     parts, total = ", ".join(impostors.parts), len(impostors.scores)
     where = f"{PROTOCOL.relative_to(REPO)} seed {protocol.seed}"
     words = {

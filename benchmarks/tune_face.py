@@ -84,12 +84,20 @@ def measure(samples: Sequence[Sample], model_dir: Path | None) -> Tuning:
         except InvalidArgument:
             continue  # not a photo: no pad changes that
     misses: dict[float, int] = {}
-    for pad in PADS:
+    at_code_pad = []
+    for pad in sorted({*PADS, face_detector.PAD_FRACTION}):
         detector.pad_fraction = pad
-        misses[pad] = sum(not detector.detect(rgb) for _, rgb in images)
+        found = [detector.detect(rgb) for _, rgb in images]
+        if pad in PADS:
+            misses[pad] = sum(not detections for detections in found)
+        if pad == face_detector.PAD_FRACTION:
+            at_code_pad = found
     detector.pad_fraction = face_detector.PAD_FRACTION
-    found = [(sample, detector.detect(rgb)) for sample, rgb in images]
-    multiple = [sample.relpath for sample, detections in found if detections and len(pipeline.split_main_face(detections)[0]) > 1]
+    multiple = [
+        sample.relpath
+        for (sample, _), detections in zip(images, at_code_pad)
+        if detections and len(pipeline.split_main_face(detections)[0]) > 1
+    ]
     return Tuning(len(images), misses, multiple)
 
 
