@@ -80,7 +80,10 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
 
     def _enroll_item(self, request: pb.EnrollRequest) -> tuple[EnrollItem, list[pb.QualityReport]]:
         gallery = self.galleries.get(request.gallery)
-        extracted = self.decoder.decode(request.samples, "enroll", largest_face=request.largest_face, policy=gallery.record.quality_policy)
+        extracted = self.decoder.decode(
+            request.samples, "enroll", largest_face=request.largest_face, policy=gallery.record.quality_policy,
+            minimums={spec.modality: spec.min_quality for spec in gallery.record.modalities},
+        )
         templates = tuple(replace(e.template, quality=dict(e.quality.measures)) for e in extracted)
         item = EnrollItem(
             gallery=request.gallery,
@@ -253,7 +256,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             if not math.isfinite(getattr(request, name)):
                 raise InvalidArgument(name, "must be a finite number")
         specs = tuple(
-            ModalitySpec(modality_of(m.modality, f"modalities[{i}].modality"), m.model_id, m.dimension)
+            ModalitySpec(modality_of(m.modality, f"modalities[{i}].modality"), m.model_id, m.dimension, m.min_quality)
             for i, m in enumerate(request.modalities)
         )
         if request.quality_policy not in ("", *QUALITY_POLICIES):
@@ -274,7 +277,10 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             name=record.name,
             threshold_fmr=record.threshold_fmr,
             threshold_score=-math.log10(record.threshold_fmr),
-            modalities=[pb.ModalitySettings(modality=s.modality.value, model_id=s.model_id, dimension=s.dimension) for s in record.modalities],
+            modalities=[
+                pb.ModalitySettings(modality=s.modality.value, model_id=s.model_id, dimension=s.dimension, min_quality=s.min_quality)
+                for s in record.modalities
+            ],
             description=record.description,
             quality_policy=record.quality_policy,
             threshold_fpir=record.threshold_fpir,

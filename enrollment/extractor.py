@@ -59,11 +59,15 @@ class Extractor(Protocol):
         """The shipped calibration table of the templates this extractor makes."""
         ...
 
-    def extract_sample(self, image: SampleImage, purpose: Purpose, main_only: bool, policy: str) -> list[Extraction]:
+    def extract_sample(
+        self, image: SampleImage, purpose: Purpose, main_only: bool, policy: str, minimum: int = 0
+    ) -> list[Extraction]:
         """Templates of the sample.
 
         ``main_only``: the caller wants one template even if the image shows several (the main
-        face).  ``policy`` is a name from ``QUALITY_POLICIES``.  Errors are ``InvalidArgument``
+        face).  ``policy`` is a name from ``QUALITY_POLICIES``.  ``minimum``: the gallery's lowest
+        accepted score on the modality's quality measure at enrolment (0: none; the matcher refuses
+        a nonzero one for a modality without a quality measure).  Errors are ``InvalidArgument``
         subclasses whose field is relative to the sample (``image``, ``position``).
         """
         ...

@@ -22,6 +22,7 @@ import numpy as np
 
 from matcher import fusion
 from matcher.calibration import Calibration
+from matcher.errors import InvalidArgument
 from matcher.policy import IndexPolicy
 
 if TYPE_CHECKING:  # annotations only: templates and the store import this module
@@ -125,11 +126,24 @@ class ModalityMatcher(abc.ABC):
 
     modality: Modality
     independent_probes: bool = False
+    #: The quality measure (a key of the quality report, 0–100) a gallery's ``min_quality`` is read
+    #: on; "" = the modality has no single quality score, so a gallery cannot set a minimum.
+    quality_measure: ClassVar[str] = ""
 
     # -- gallery settings and templates ---------------------------------------------------
-    @abc.abstractmethod
     def check_spec(self, spec: ModalitySpec, field: str) -> None:
         """Refuse a gallery modality setting this modality cannot hold (``field`` names it in the request)."""
+        if spec.min_quality and not self.quality_measure:
+            raise InvalidArgument(
+                f"{field}.min_quality", f"{self.modality.label} samples have no single quality score to set a minimum on; use 0"
+            )
+        if not 0 <= spec.min_quality <= 100:
+            raise InvalidArgument(f"{field}.min_quality", f"must be 0–100 ({self.quality_measure}), got {spec.min_quality}")
+        self.check_settings(spec, field)
+
+    @abc.abstractmethod
+    def check_settings(self, spec: ModalitySpec, field: str) -> None:
+        """The modality's own checks of a gallery setting (dimension, model)."""
 
     @abc.abstractmethod
     def check_template(self, template: Template, spec: ModalitySpec, field: str) -> None:

@@ -27,7 +27,7 @@ class VectorModality(ModalityMatcher):
         self.modality = modality
         self.independent_probes = independent_probes
 
-    def check_spec(self, spec: ModalitySpec, field: str) -> None:
+    def check_settings(self, spec: ModalitySpec, field: str) -> None:
         if not (1 <= spec.dimension <= MAX_DIMENSION):
             raise InvalidArgument(f"{field}.dimension", f"must be 1–{MAX_DIMENSION}, got {spec.dimension}")
 

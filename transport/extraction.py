@@ -8,7 +8,7 @@ come back with their quality report as protobuf and, for faces, where in the pho
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from enrollment.extractor import Extractor, Purpose, SampleImage, SampleQuality
@@ -40,17 +40,25 @@ class SampleDecoder:
         self.extractors: dict[Modality, Extractor] = {e.modality: e for e in extractors}
 
     def decode(
-        self, samples: Iterable[pb.Sample], purpose: Purpose, field: str = "samples", largest_face: bool = False, policy: str = "warn"
+        self,
+        samples: Iterable[pb.Sample],
+        purpose: Purpose,
+        field: str = "samples",
+        largest_face: bool = False,
+        policy: str = "warn",
+        minimums: Mapping[Modality, int] | None = None,
     ) -> list[Extracted]:
+        """``minimums``: the gallery's lowest accepted quality per modality (enrolment only)."""
         extracted: list[Extracted] = []
         for i, sample in enumerate(samples):
             try:
-                extracted.extend(Extracted(i, t, q, box) for t, q, box in self._one(sample, purpose, largest_face, policy))
+                one = self._one(sample, purpose, largest_face, policy, minimums or {})
+                extracted.extend(Extracted(i, t, q, box) for t, q, box in one)
             except InvalidArgument as error:
                 raise error.under(f"{field}[{i}]")
         return extracted
 
-    def _one(self, sample: pb.Sample, purpose: Purpose, main_only: bool, policy: str):
+    def _one(self, sample: pb.Sample, purpose: Purpose, main_only: bool, policy: str, minimums: Mapping[Modality, int]):
         kind = sample.WhichOneof("kind")
         if kind is None:
             *others, last = (f.name for f in sample.DESCRIPTOR.oneofs_by_name["kind"].fields)
@@ -69,7 +77,7 @@ class SampleDecoder:
             raise InvalidArgument(f"{kind}.image", "is empty")
         image = SampleImage(message.image, getattr(message, "position", 0), getattr(message, "dpi", 0.0))
         try:
-            results = extractor.extract_sample(image, purpose, main_only, policy)
+            results = extractor.extract_sample(image, purpose, main_only, policy, minimums.get(modality, 0))
         except InvalidArgument as error:
             raise error.under(kind)
         return [(r.template, quality_message(r.quality), r.box) for r in results]

@@ -104,8 +104,13 @@ class FaceExtractor:
         """The face template's shipped table, refused (``ModelUnavailable``) once ``enrollment.face.provenance`` changed."""
         return load_calibration()
 
-    def extract_sample(self, image: SampleImage, purpose: Purpose, main_only: bool, policy: str) -> list[Extraction]:
-        """``Extractor`` for the transport: every face of a checkpoint frame when identifying, the main one otherwise."""
+    def extract_sample(
+        self, image: SampleImage, purpose: Purpose, main_only: bool, policy: str, minimum: int = 0
+    ) -> list[Extraction]:
+        """``Extractor`` for the transport: every face of a checkpoint frame when identifying, the main one otherwise.
+
+        ``minimum`` is always 0: faces have no single quality score, so galleries cannot set one.
+        """
         results = self.extract(
             image.data,
             mode="identify" if purpose == "identify" else "enroll",

@@ -1,8 +1,9 @@
-"""A fingerprint quality score, 0–100, in the spirit of NFIQ 2 — but *not* NFIQ 2.
+"""How much matching evidence a print carries for *our* matcher, 0–100: the "evidence score".
 
-NFIQ 2 is a random forest over ~70 trained features; we have no licence-clean trained model
-here, so this is a transparent heuristic over three of NFIQ 2's own feature families, each
-normalised to 0–1 and multiplied (a print is only as good as its weakest aspect):
+The field's quality measure is NFIQ 2 (``enrollment.finger.nfiq2``, NIST's own code), and it is
+what the quality report, ISO records and gallery minimums use.  This score is a transparent
+measure of what our matcher will have to work with, over three feature families, each normalised
+to 0–1 and multiplied (a print is only as good as its weakest aspect):
 
 * **area** — ridge-like foreground, saturating at 160×160 px at 500 dpi (a typical plain impression);
 * **clarity** — mean orientation certainty × ridge-band spectral dominance on foreground blocks
@@ -10,8 +11,7 @@ normalised to 0–1 and multiplied (a print is only as good as its weakest aspec
 * **minutiae** — count of minutiae inside the foreground, saturating at 30, weighted by the
   network's mean confidence (NFIQ 2's minutiae-count / quality features).
 
-Treat the score as "how much evidence this print carries", useful for gating and for choosing
-the best of several captures, not as an NFIQ 2 value.
+It gates what cannot be matched at all (too few minutiae, no ridge area) before NFIQ 2 is asked.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class FingerQuality:
 
     def as_dict(self) -> dict[str, float]:
         return {
-            "score": float(self.score),
+            "evidence_score": float(self.score),
             "area_px": float(self.area_px),
             "ridge_fraction": round(self.ridge_fraction, 4),
             "clarity": round(self.clarity, 4),

@@ -26,8 +26,9 @@ MAX_RECORD_BYTES = 64 * 1024  # an ISO finger record of 255 minutiae is < 1.6 kB
 class FingerModality(ModalityMatcher):
     modality = Modality.FINGER
     independent_probes = True
+    quality_measure = "nfiq2"
 
-    def check_spec(self, spec: ModalitySpec, field: str) -> None:
+    def check_settings(self, spec: ModalitySpec, field: str) -> None:
         if spec.dimension:
             raise InvalidArgument(f"{field}.dimension", "must be 0 for fingers: finger templates are ISO/IEC 19794-2 records")
 

@@ -25,6 +25,19 @@ class ModalitySpec:
     modality: Modality
     model_id: str
     dimension: int
+    #: The lowest quality a sample's image may have to be enrolled, on the modality's quality measure
+    #: (``ModalityMatcher.quality_measure``: NFIQ 2 for fingers); 0 = no minimum.
+    min_quality: int = 0
+
+    def as_row(self) -> list:
+        """The spec as the stores keep it (JSON): ``[modality, model_id, dimension, min_quality]``."""
+        return [self.modality.value, self.model_id, self.dimension, self.min_quality]
+
+    @classmethod
+    def from_row(cls, row: list) -> "ModalitySpec":
+        """Inverse of ``as_row``; rows written before gallery quality minimums have three values."""
+        modality, model_id, dimension, *rest = row
+        return cls(Modality(modality), model_id, int(dimension), int(rest[0]) if rest else 0)
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,7 @@ def _gallery_json(record: GalleryRecord) -> str:
             "description": record.description,
             "quality_policy": record.quality_policy,
             "threshold_fpir": record.threshold_fpir,
-            "modalities": [[s.modality.value, s.model_id, s.dimension] for s in record.modalities],
+            "modalities": [s.as_row() for s in record.modalities],
         }
     )
 
@@ -227,7 +227,7 @@ class RedisStore(Store):
         records = []
         for name, raw in sorted(self._redis.hgetall(self.key("galleries")).items()):
             data = json.loads(raw)
-            specs = tuple(ModalitySpec(Modality(m), model, int(dim)) for m, model, dim in data["modalities"])
+            specs = tuple(ModalitySpec.from_row(row) for row in data["modalities"])
             records.append(
                 GalleryRecord(
                     name.decode(), data["threshold_fmr"], specs, data["description"], data.get("quality_policy", "warn"),

@@ -90,11 +90,11 @@ CREATE TABLE IF NOT EXISTS changes (
 
 
 def _specs_to_json(specs: Sequence[ModalitySpec]) -> str:
-    return json.dumps([[s.modality.value, s.model_id, s.dimension] for s in specs])
+    return json.dumps([s.as_row() for s in specs])
 
 
 def _specs_from_json(text: str) -> tuple[ModalitySpec, ...]:
-    return tuple(ModalitySpec(Modality(m), model, int(dim)) for m, model, dim in json.loads(text))
+    return tuple(ModalitySpec.from_row(row) for row in json.loads(text))
 
 
 class SQLiteStore(Store):

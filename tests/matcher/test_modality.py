@@ -107,7 +107,7 @@ class IrisModality(ModalityMatcher):
     modality = IRIS
     independent_probes = True  # a left and a right eye
 
-    def check_spec(self, spec: ModalitySpec, field: str) -> None:
+    def check_settings(self, spec: ModalitySpec, field: str) -> None:
         if spec.dimension != IRIS_DIM:
             raise InvalidArgument(f"{field}.dimension", f"iris codes here have {IRIS_DIM} values")
 

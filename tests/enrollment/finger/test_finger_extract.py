@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from enrollment import models
-from enrollment.finger import minutiae
+from enrollment.finger import minutiae, pipeline
 from matcher.finger.iso19794 import from_iso, to_iso
 
 DB1 = "fvc2002_db1_b/images/fingerprintmatching/FVC2002/DB1_B"
@@ -32,7 +32,8 @@ def test_real_print_gives_plausible_minutiae(finger_extractor, finger_data):
     assert (t.width, t.height, t.dpi, t.position) == (388, 374, 500, 2)
     assert set(np.unique(t.kind)) <= {1, 2} and t.quality.min() >= 55
     assert 40 <= result.quality.score <= 100
-    assert set(result.timings_ms) == {"decode", "segment", "minutiae", "template"}
+    assert set(result.timings_ms) == set(pipeline.STAGES)
+    assert 0 < result.nfiq2.score <= 100 and t.image_quality == result.nfiq2.score and not result.nfiq2.failure
 
 
 def test_dpi_normalisation_scales_the_template(finger_extractor, finger_data):
@@ -53,3 +54,11 @@ def test_faint_and_dry_prints_keep_minutiae_over_the_whole_print(finger_extracto
     faint = finger_extractor.extract((finger_data / "fvc_300x300/images/samples/tif/110_1.tif").read_bytes()).template
     dry = finger_extractor.extract((finger_data / DB1 / "110_4.tif").read_bytes()).template
     assert faint.size >= 15 and dry.size >= 25
+
+
+def test_nfiq2_scores_a_print_too_small_for_it_zero_and_says_why():
+    from enrollment.finger.nfiq2 import Nfiq2Assessor
+
+    rng = np.random.default_rng(0)
+    assessed = Nfiq2Assessor().assess(rng.integers(0, 255, (40, 40), np.uint8))
+    assert assessed.score == 0 and "NFIQ 2 could not assess" in assessed.failure
