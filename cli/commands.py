@@ -18,6 +18,7 @@ from google.protobuf import json_format
 
 from enrollment.face import DIMENSION as DEFAULT_FACE_DIMENSION
 from enrollment.face import MODEL_ID as DEFAULT_FACE_MODEL
+from matcher.finger.iso19794 import FORMAT_ID as FINGER_FORMAT
 from transport import settings as settings_module
 from matcher.errors import ShanakhtError
 from shanakht.client import connect, resolve_key
@@ -167,6 +168,8 @@ def cmd_gallery_create(args: argparse.Namespace) -> int:
     modalities = []
     if args.face_model:
         modalities.append(pb.ModalitySettings(modality=pb.MODALITY_FACE, model_id=args.face_model, dimension=args.dimension))
+    if args.finger_min_nfiq2 is not None:
+        modalities.append(pb.ModalitySettings(modality=pb.MODALITY_FINGER, model_id=FINGER_FORMAT, min_quality=args.finger_min_nfiq2))
     response = _stub(args).CreateGallery(
         pb.CreateGalleryRequest(
             name=args.name, threshold_fmr=args.threshold_fmr, threshold_fpir=args.threshold_fpir, modalities=modalities,
@@ -181,7 +184,7 @@ def cmd_gallery_create(args: argparse.Namespace) -> int:
 def cmd_gallery_list(args: argparse.Namespace) -> int:
     response = _stub(args).ListGalleries(pb.ListGalleriesRequest(), timeout=args.timeout)
     rows = [
-        (g.name, f"{g.threshold_fmr:g}", f"{g.threshold_score:.2f}", " ".join(f"{pb.Modality.Name(m.modality).removeprefix('MODALITY_').lower()}:{m.model_id}/{m.dimension}" for m in g.modalities), g.description)
+        (g.name, f"{g.threshold_fmr:g}", f"{g.threshold_score:.2f}", " ".join(f"{pb.Modality.Name(m.modality).removeprefix('MODALITY_').lower()}:{m.model_id}/{m.dimension}" + (f" ≥{m.min_quality}" if m.min_quality else "") for m in g.modalities), g.description)
         for g in response.galleries
     ]
     return _show(args, response, lambda: _table(["gallery", "threshold FMR", "score", "modalities", "description"], rows))
@@ -373,6 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--threshold-fpir", type=float, default=0.0, help="decide hits of searches by FPIR instead, e.g. 0.01 (0: by --threshold-fmr)")
     create.add_argument("--face-model", default="", help="face model id (default: the server's)")
     create.add_argument("--dimension", type=int, default=DEFAULT_FACE_DIMENSION, help="template dimension of --face-model")
+    create.add_argument(
+        "--finger-min-nfiq2", type=int, default=None, metavar="N",
+        help="hold fingers, refusing prints whose NFIQ 2 score is below N (0–100); with modalities named, only those are held",
+    )
     create.add_argument("--description", default="")
     create.set_defaults(func=cmd_gallery_create)
     listing = _client(gallery_sub, "list", "list galleries")

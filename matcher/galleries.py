@@ -13,7 +13,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,25 @@ from matcher.templates import Template
 log = logging.getLogger(__name__)
 
 MAX_CANDIDATES = 1000
+
+
+def split_samples(templates: Sequence[Template], field: str = "samples") -> list[tuple[int, Template]]:
+    """A request's template samples as the templates galleries check and store, each numbered by its sample.
+
+    Each modality says what one sent template stands for (``ModalityMatcher.split``: a finger
+    record of three views is three templates); nothing is dropped, and errors keep naming the
+    sample (``samples[i]``) the caller sent.
+    """
+    return [
+        (i, part)
+        for i, template in enumerate(templates)
+        for part in matcher_for(template.modality).split(template, f"{field}[{i}].template")
+    ]
+
+
+def _check_samples(gallery: Gallery, numbered: Sequence[tuple[int, Template]], field: str = "samples") -> None:
+    for i, template in numbered:
+        gallery.check_template(template, f"{field}[{i}].template")
 
 
 @dataclass(frozen=True)
@@ -255,8 +274,9 @@ class Galleries:
                 validate_subject_id(item.subject_id)
                 if not item.templates:
                     raise InvalidArgument("samples", "at least one sample is required")
-                for i, template in enumerate(item.templates):
-                    gallery.check_template(template, f"samples[{i}].template")
+                numbered = split_samples(item.templates)
+                _check_samples(gallery, numbered)
+                item = replace(item, templates=tuple(t for _, t in numbered))
                 duplicates: tuple[Candidate, ...] = ()
                 if item.check_duplicates:
                     found = gallery.identify(distinct_evidence(item.templates), 10, gallery.subject_count)
@@ -264,6 +284,7 @@ class Galleries:
                 pending.append((position, item, duplicates))
             except ShanakhtError as error:
                 outcomes[position] = error
+        self._prefetch([p[1] for p in pending])
         if pending:
             with self._write_lock:
                 results = self.store.enroll([p[1] for p in pending])
@@ -275,6 +296,18 @@ class Galleries:
                     self._applied_locally(result.sequence)
                     outcomes[position] = Enrolled(result, duplicates)
         return outcomes  # type: ignore[return-value]
+
+    def _prefetch(self, items: Sequence[EnrollItem]) -> None:
+        """Let indexes that can prepare a batch's templates ahead of the write, outside the write lock (fingers: cylinders on every core)."""
+        batches: dict[int, tuple[object, list]] = {}
+        for item in items:
+            gallery = self._galleries.get(item.gallery)
+            for template in item.templates if gallery is not None else ():
+                index = gallery.indexes.get(template.modality)
+                if hasattr(index, "prefetch"):
+                    batches.setdefault(id(index), (index, []))[1].append(template.vector)
+        for index, vectors in batches.values():
+            index.prefetch(vectors)
 
     def _index_enrollment(self, request: NewEnrollment, result: EnrollmentResult) -> None:
         templates = [
@@ -312,10 +345,11 @@ class Galleries:
         if not math.isfinite(min_score):
             raise InvalidArgument("min_score", "must be a finite number")
         galleries = [self.get(name, f"galleries[{i}]") for i, name in enumerate(dict.fromkeys(gallery_names))]
+        numbered = split_samples(probes)
         for gallery in galleries:
-            for i, probe in enumerate(probes):
-                gallery.check_template(probe, f"samples[{i}].template")
-        check_distinct_probes(probes)
+            _check_samples(gallery, numbered)
+        probes = [t for _, t in numbered]
+        check_distinct_probes(probes, [i for i, _ in numbered])
         searched = self.subjects_in([g.name for g in galleries])  # FPIR is over the whole search, every gallery in it
         candidates: list[Candidate] = []
         for gallery in galleries:
@@ -335,9 +369,10 @@ class Galleries:
         validate_subject_id(subject_id)
         if not probes:
             raise InvalidArgument("samples", "at least one sample is required")
-        for i, probe in enumerate(probes):
-            gallery.check_template(probe, f"samples[{i}].template")
-        check_distinct_probes(probes)
+        numbered = split_samples(probes)
+        _check_samples(gallery, numbered)
+        probes = [t for _, t in numbered]
+        check_distinct_probes(probes, [i for i, _ in numbered])
         return gallery.verify(subject_id, probes)
 
     def candidate_metadata(self, candidates: Sequence[Candidate]) -> dict[tuple[str, str], dict[str, str]]:

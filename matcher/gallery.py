@@ -79,20 +79,24 @@ def validate_subject_id(subject_id: str, field: str = "subject_id") -> str:
     return subject_id
 
 
-def check_distinct_probes(probes: Sequence[Template]) -> None:
+def check_distinct_probes(probes: Sequence[Template], samples: Sequence[int] | None = None) -> None:
     """Refuse a probe that repeats itself: the same template twice, or what its modality counts as the same.
 
     Evidence counted twice is a false confidence: the same finger sent twice would double its
-    score, the same photo twice would pass for two views.
+    score, the same photo twice would pass for two views.  ``samples``: the request sample each
+    probe came from (one sample may stand for several probes, ``ModalityMatcher.split``); by
+    default the probes are the samples.
     """
+    numbers = list(range(len(probes))) if samples is None else list(samples)
     seen: dict[tuple, int] = {}
-    for j, probe in enumerate(probes):
+    for j, probe in zip(numbers, probes):
         key = (probe.modality, probe.vector.tobytes())
         if key in seen:
-            raise InvalidArgument(f"samples[{j}]", f"repeats samples[{seen[key]}]: the same {probe.modality.label} sample counts once")
+            again = f"repeats samples[{seen[key]}]" if seen[key] != j else "holds the same part twice"
+            raise InvalidArgument(f"samples[{j}]", f"{again}: the same {probe.modality.label} sample counts once")
         seen[key] = j
     by_modality: dict[Modality, list[tuple[int, Template]]] = defaultdict(list)
-    for j, probe in enumerate(probes):
+    for j, probe in zip(numbers, probes):
         by_modality[probe.modality].append((j, probe))
     for modality, numbered in by_modality.items():
         matcher_for(modality).check_probes(numbered)

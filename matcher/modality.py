@@ -145,6 +145,16 @@ class ModalityMatcher(abc.ABC):
     def check_settings(self, spec: ModalitySpec, field: str) -> None:
         """The modality's own checks of a gallery setting (dimension, model)."""
 
+    def split(self, template: Template, field: str) -> list[Template]:
+        """The templates a sent template stands for, in the form galleries check and store (``field`` names it).
+
+        Called once per template sample, before the gallery checks model and contents, so the
+        results are numbered by the sample they came from.  Most templates are one template
+        (the default); a modality whose interchange records may carry several (fingers: one
+        record, several finger views) returns one template per part, each in the stored form.
+        """
+        return [template]
+
     @abc.abstractmethod
     def check_template(self, template: Template, spec: ModalitySpec, field: str) -> None:
         """Refuse a template the gallery's setting ``spec`` cannot hold (model id already checked)."""

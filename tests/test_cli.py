@@ -51,6 +51,12 @@ def test_gallery_create_and_list(shared_server):
     gallery = next(g for g in listed["galleries"] if g["name"] == "cli_gallery")
     assert gallery["threshold_score"] == 5.0
 
+    assert "created gallery cli_prints" in cli("gallery", "create", *server, "--name", "cli_prints", "--finger-min-nfiq2", "40").stdout
+    table = cli("gallery", "list", *server).stdout
+    assert "finger:iso19794-2:2005/0 ≥40" in next(line for line in table.splitlines() if line.startswith("cli_prints"))
+    refused = cli("gallery", "create", *server, "--name", "cli_bad", "--finger-min-nfiq2", "101", check=False)
+    assert refused.returncode == 1 and "min_quality" in refused.stderr
+
 
 def test_benchmarks_still_run_at_a_tiny_size():
     """The benchmark modules must keep working; this runs them on a few thousand templates without timing or writing."""

@@ -174,10 +174,10 @@ def _gate(blocks: BlockMap) -> None:
         raise NoFingerprint("the image is blank (no contrast anywhere)")
     ridge_fraction = float((blocks.ridge_like & blocks.foreground).sum()) / contrasted
     area = int(blocks.mask.sum())
-    if ridge_fraction < quality_mod.MIN_RIDGE_FRACTION:
+    if ridge_fraction < quality_mod.MIN_RIDGE_FRACTION and area < quality_mod.CONFIDENT_RIDGE_AREA_PX:
         raise NoFingerprint(
-            f"only {ridge_fraction:.0%} of the image's textured area looks like ridges at 500 dpi "
-            "(a photo, or a print at the wrong dpi?)"
+            f"only {ridge_fraction:.0%} of the image's textured area looks like ridges at 500 dpi, and the largest "
+            f"ridge region is {area} px (a photo, or a print at the wrong dpi?)"
         )
     if area < quality_mod.MIN_RIDGE_AREA_PX:
         raise NoFingerprint(f"ridge area is {area} px at 500 dpi; at least {quality_mod.MIN_RIDGE_AREA_PX} are needed")

@@ -27,6 +27,11 @@ FULL_MINUTIAE = 30
 # Gates applied by the extractor (the caller's gallery may ask for a higher score).
 MIN_RIDGE_AREA_PX = 48 * 48
 MIN_RIDGE_FRACTION = 0.35  # of the contrasted blocks; a face photo has contrast but no ridge texture
+#: A print whose ridge-like region is this large (px at 500 dpi, ≈ 78×78) passes the ridge-fraction
+#: gate whatever else in the frame has contrast: scanner frames, ink blots and written marks lower
+#: the fraction on prints an examiner would accept.  Re-derived on tune identities by
+#: ``benchmarks/tune_finger_gate.py`` (the smallest region that at most 1 in 200 tune face photos reach).
+CONFIDENT_RIDGE_AREA_PX = 24 * 16 * 16
 MIN_MINUTIAE = 6
 
 

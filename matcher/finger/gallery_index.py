@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from matcher.finger.index import FingerIndex
-from matcher.finger.iso19794 import from_iso
+from matcher.finger.interchange import iso2005
+from matcher.finger.interchange.common import InvalidIsoRecord
 from matcher.finger.template import FingerTemplate
 from matcher.index import SubjectHits
 
@@ -27,8 +28,18 @@ _BYTES_PER_MINUTIA = 2 * 192 + 24 + 8 + 192 + 8 + 24
 
 
 def parse_record(record: np.ndarray | bytes) -> FingerTemplate:
-    """The first finger view of an ISO/IEC 19794-2 record (``InvalidIsoRecord`` if malformed)."""
-    return from_iso(bytes(np.asarray(record, dtype=np.uint8)) if not isinstance(record, bytes) else record)
+    """The one finger view of a stored (single-view ISO/IEC 19794-2:2005) record; ``InvalidIsoRecord`` otherwise.
+
+    Records of several views never get here silently truncated: galleries split them into one
+    stored record per view first (``FingerModality.split``).
+    """
+    views = iso2005.read(bytes(np.asarray(record, dtype=np.uint8)) if not isinstance(record, bytes) else record).views
+    if len(views) != 1:
+        raise InvalidIsoRecord(
+            f"the record holds {len(views)} finger views; a stored template is one view (send it as a sample to have it split)",
+            record_field="header.views",
+        )
+    return views[0]
 
 
 def _of_index(name: str) -> property:

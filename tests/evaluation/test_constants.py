@@ -149,3 +149,12 @@ def test_the_face_tuning_script_runs_on_tune_photos(capsys: pytest.CaptureFixtur
 
     assert tune_face.main(["--smoke"]) == 0
     assert "`enrollment.face.detector.PAD_FRACTION`: the rule gives" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not (default_data_dir() / "finger").is_dir(), reason="evaluation data absent (SHANAKHT_DATA)")
+def test_the_finger_gate_tuning_script_runs_on_tune_images(capsys: pytest.CaptureFixture[str]) -> None:
+    """Smoke: the script that re-derives CONFIDENT_RIDGE_AREA_PX runs (no value asserted on a few images)."""
+    from benchmarks import tune_finger_gate
+
+    assert tune_finger_gate.main(["--smoke"]) == 0
+    assert "`enrollment.finger.quality.CONFIDENT_RIDGE_AREA_PX`: the rule gives" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import struct
 
@@ -132,3 +133,67 @@ def test_bad_finger_input_is_refused_by_field_and_stores_nothing(stub, label, sa
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (label, error.details())
         assert error.details().startswith(field + ":") and words in error.details(), (label, error.details())
     assert_nothing_stored(stub, gallery)
+
+
+# -- interchange records: ISO 19794-2:2005 / :2011, ANSI INCITS 378-2004, several finger views ------------
+def interchange_template(record: bytes, model_id: str) -> pb.Sample:
+    return pb.Sample(template=pb.Template(modality=pb.MODALITY_FINGER, model_id=model_id, vector=record))
+
+
+def extracted_views(stub, prints: dict[str, int]):
+    """Our templates of ``prints`` (name → finger position), through ExtractTemplate, as ``FingerTemplate``s."""
+    from matcher.finger.iso19794 import from_iso
+
+    views = []
+    for name, position in prints.items():
+        record = stub.ExtractTemplate(pb.ExtractTemplateRequest(sample=finger(name, position)), timeout=60).template.vector
+        views.append(from_iso(record))
+    return views
+
+
+def test_a_three_view_incits_record_enrols_three_fingers_and_each_is_identified(stub):
+    from matcher.finger.interchange.detect import to_record
+
+    gallery = new_gallery(stub)
+    fingers = {"101_1": 2, "102_1": 3, "103_1": 7}  # right index, right middle, left index
+    record = to_record(extracted_views(stub, fingers), "incits378-2004")
+    ack = stub.Enroll(pb.EnrollRequest(subject_id="TEN", gallery=gallery, samples=[interchange_template(record, "incits378-2004")]), timeout=60)
+    assert len(ack.template_ids) == 3
+    stub.Enroll(pb.EnrollRequest(subject_id="OTHER", gallery=gallery, samples=[finger("104_1", 3)]), timeout=60)
+    subject = stub.GetSubject(pb.GetSubjectRequest(gallery=gallery, subject_id="TEN"))
+    assert sorted(t.finger_position for t in subject.templates) == [2, 3, 7]
+    assert {t.modality for t in subject.templates} == {pb.MODALITY_FINGER}
+    assert {t.model_id for t in subject.templates} == {"iso19794-2:2005"}  # stored in the canonical format
+    # A single-view ISO 2011 record of another impression of the right middle finger finds the subject first.
+    (probe,) = extracted_views(stub, {"102_2": 3})
+    found = stub.Identify(
+        pb.IdentifyRequest(samples=[interchange_template(to_record(probe, "iso19794-2:2011"), "iso19794-2:2011")], galleries=[gallery]),
+        timeout=60,
+    )
+    assert found.candidates[0].subject_id == "TEN" and found.candidates[0].hit
+
+
+def test_interchange_records_that_lie_are_refused_by_field_and_store_nothing(stub):
+    from matcher.finger.interchange.detect import to_record
+
+    gallery = new_gallery(stub)
+    views = extracted_views(stub, {"105_1": 2, "106_1": 3, "107_1": 4})
+    lying = bytearray(to_record(views, "incits378-2004"))
+    struct.pack_into(">H", lying, 8, len(lying) - 6)  # the 2-byte record length
+    mislabelled = to_record(views, "iso19794-2:2011")
+    for sample, field, words in (
+        (interchange_template(bytes(lying), "incits378-2004"), "samples[0].template.vector", "header.record_length"),
+        (interchange_template(mislabelled, "incits378-2004"), "samples[0].template.model_id", "iso19794-2:2011"),
+    ):
+        for call, request in (
+            (stub.Enroll, pb.EnrollRequest(subject_id="S", gallery=gallery, samples=[sample])),
+            (stub.Identify, pb.IdentifyRequest(samples=[sample], galleries=[gallery])),
+        ):
+            error = rpc_error(call, request, timeout=60)
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+            assert error.details().startswith(field + ":") and words in error.details(), error.details()
+    assert_nothing_stored(stub, gallery)
+    # Two views of one finger in one probe record would count that finger twice.
+    twice = to_record([views[0], dataclasses.replace(views[1], position=2)], "iso19794-2:2011")
+    error = rpc_error(stub.Identify, pb.IdentifyRequest(samples=[interchange_template(twice, "iso19794-2:2011")], galleries=[gallery]), timeout=60)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "two views of finger 2" in error.details()
