@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= localhost
 PORT   ?= 50051
 
-.PHONY: install models redis run test bench bench-scale clean
+.PHONY: install models redis run test bench bench-scale bench-finger-scale clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard proto/shanakht/v1/*.proto) $(wildcard native/*.pyx)
 	$(PY) -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV)
@@ -47,6 +47,12 @@ SCALE_N ?= 1000000
 MIXED_S ?= 300
 bench-scale: install
 	$(PY) -m pytest benchmarks/test_scale.py --write-results --scale-n $(SCALE_N) --mixed-seconds $(MIXED_S)
+
+# A million finger templates (jittered real prints through EnrollStream; real probes): memory per template,
+# Identify latency, rank-1, restart.  Smaller: make bench-finger-scale FINGER_SCALE_N=20000
+FINGER_SCALE_N ?= 1000000
+bench-finger-scale: install
+	FINGER_SCALE_N=$(FINGER_SCALE_N) $(PY) -m pytest benchmarks/test_finger_scale.py --write-results -s
 
 clean:
 	rm -rf $(VENV) build *.egg-info native/*.c native/*.so shanakht/v1/*_pb2*.py shanakht/v1/*_pb2*.pyi

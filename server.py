@@ -140,6 +140,10 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             put(done)
 
         threading.Thread(target=read, name="enroll-stream-reader", daemon=True).start()
+        with self.galleries.bulk_loading():  # retrain once the stream ends, not at every doubling during it
+            yield from self._enroll_batches(pending, context)
+
+    def _enroll_batches(self, pending: queue.Queue, context: grpc.ServicerContext):
         index = 0
         finished = False
         while not finished and context.is_active():

@@ -45,6 +45,7 @@ setup(
         [
             Extension("native.topk", ["native/topk.pyx"], extra_compile_args=["-O3"]),
             Extension("native.minutiae", ["native/minutiae.pyx"], extra_compile_args=["-O3"]),
+            Extension("native.cylinders", ["native/cylinders.pyx"], extra_compile_args=["-O3"]),
             Extension("native.rescore", ["native/rescore.pyx"], extra_compile_args=["-O3"]),
             Extension("native.denormals", ["native/denormals.pyx"]),
         ],

@@ -74,6 +74,7 @@ from enrollment.finger.pipeline import FingerExtractor  # noqa: E402
 from matcher.calibration import Calibration  # noqa: E402
 from matcher.finger.descriptors import PreparedTemplate, prepare  # noqa: E402
 from matcher.finger.index import FingerIndex  # noqa: E402
+from benchmarks.evaluation.growth import jittered  # noqa: E402
 from matcher.finger.iso19794 import from_iso, to_iso  # noqa: E402
 from matcher.finger.matching import match  # noqa: E402
 from matcher.modalities import matcher_for  # noqa: E402
@@ -466,15 +467,7 @@ def grow(gallery: Gallery, bases: Sequence[FingerTemplate], target: int) -> floa
     tid = gallery.templates
     while gallery.index.size < target and bases:
         base = bases[rng.integers(len(bases))]
-        jitter = FingerTemplate(
-            x=np.clip(base.x.astype(int) + rng.integers(-2, 3, base.size), 0, base.width - 1).astype(np.uint16),
-            y=np.clip(base.y.astype(int) + rng.integers(-2, 3, base.size), 0, base.height - 1).astype(np.uint16),
-            angle=(base.angle.astype(int) + rng.integers(-2, 3, base.size)).astype(np.uint8),
-            kind=base.kind,
-            quality=base.quality,
-            width=base.width,
-            height=base.height,
-        )
+        jitter = jittered(base, rng)
         gallery.index.set_subject(f"grown-{tid}", [(tid, jitter)])
         tid += 1
     gallery.index.wait_for_build()  # the retrieval index is rebuilt in the background; measure the finished one

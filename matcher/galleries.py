@@ -8,6 +8,7 @@ snapshot and replays the change-log tail, or is rebuilt from the store's templat
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -296,6 +297,15 @@ class Galleries:
                     self._applied_locally(result.sequence)
                     outcomes[position] = Enrolled(result, duplicates)
         return outcomes  # type: ignore[return-value]
+
+    @contextlib.contextmanager
+    def bulk_loading(self):
+        """A bulk load (an ``EnrollStream``): no index retraining until it ends, then one build where needed."""
+        with contextlib.ExitStack() as stack:
+            for gallery in list(self._galleries.values()):
+                for index in gallery.indexes.values():
+                    stack.enter_context(index.bulk_loading())
+            yield
 
     def _prefetch(self, items: Sequence[EnrollItem]) -> None:
         """Let indexes that can prepare a batch's templates ahead of the write, outside the write lock (fingers: cylinders on every core)."""

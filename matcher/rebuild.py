@@ -88,6 +88,7 @@ class BackgroundRebuild(Generic[Contents, Built, Entry]):
         self._active = False  # a build runs, on its thread or inline
         self._thread: threading.Thread | None = None
         self._deferred = False
+        self._deferrals = 0
         self._journal: list[Entry] | None = None
 
     def record(self, entry: Entry) -> None:
@@ -116,12 +117,21 @@ class BackgroundRebuild(Generic[Contents, Built, Entry]):
     @contextmanager
     def deferred(self) -> Iterator[None]:
         """No build until the block ends, then one if needed: a bulk load builds once, not once per doubling."""
-        self._deferred = True
+        with self._guard:
+            self._deferrals += 1
+            self._deferred = True
         try:
             yield
         finally:
-            self._deferred = False
+            with self._guard:  # several loads may overlap: building waits for the last one
+                self._deferrals -= 1
+                self._deferred = self._deferrals > 0
         self.request()
+
+    @property
+    def active(self) -> bool:
+        """A build runs (background or inline): the index's copy for it must stay valid."""
+        return self._active
 
     @property
     def running(self) -> bool:

@@ -20,7 +20,7 @@ DB1 = "fvc2002_db1_b/images/fingerprintmatching/FVC2002/DB1_B"
 @pytest.fixture(scope="session")
 def leader_dir() -> Path:
     directory = model_cache()
-    problems = models.check(directory, ["leader"])
+    problems = models.check(directory, ["leader", "leader_fused"])
     if problems:
         pytest.skip(f"LEADER model not available ({problems[0]}); run `python -m enrollment.models fetch --only leader`")
     return directory

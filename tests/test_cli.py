@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -64,6 +65,7 @@ def test_benchmarks_still_run_at_a_tiny_size():
         [sys.executable, "-m", "pytest", "benchmarks", "-q", "--bench-n", "2000", "--scale-n", "4000", "--mixed-seconds", "3",
          "-p", "no:cacheprovider"],
         capture_output=True, text=True, cwd=REPO, timeout=300,
+        env={**os.environ, "FINGER_SCALE_N": "2000", "FINGER_SCALE_LOAD_S": "2", "FINGER_BULK_N": "1000", "FINGER_REAL_LIMIT": "40"},
     )
     assert result.returncode == 0, result.stdout[-3000:]
 

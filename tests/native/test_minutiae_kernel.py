@@ -31,7 +31,7 @@ def prepared():
     from matcher.finger.descriptors import prepare
 
     model_dir = Path(os.environ.get(models.MODEL_DIR_ENV) or REPO / ".cache" / "models")
-    problems = models.check(model_dir, ["leader"])
+    problems = models.check(model_dir, ["leader", "leader_fused"])
     if problems:
         pytest.skip(f"LEADER model not available ({problems[0]}); run `python -m enrollment.models fetch --only leader`")
     folder = default_data_dir() / "finger" / DB1

@@ -52,14 +52,14 @@ def test_a_retrieval_rebuild_blocks_no_search_and_loses_no_write(db1_templates, 
 
     t = db1_templates
     release, started = threading.Event(), threading.Event()
-    build = finger_index._binary_ivf
+    build = finger_index._trained_ivf
 
     def slow_build(*args, **kwargs):
         started.set()
         assert release.wait(30)
         return build(*args, **kwargs)
 
-    monkeypatch.setattr(finger_index, "_binary_ivf", slow_build)
+    monkeypatch.setattr(finger_index, "_trained_ivf", slow_build)
     # Shortlist ≥ the 13 subjects left: twelve identical copies of 101 would otherwise crowd
     # "late" out of the vote, and this test is about writes, not retrieval.
     index = FingerIndex(shortlist=16, ivf_threshold=600)
@@ -77,7 +77,7 @@ def test_a_retrieval_rebuild_blocks_no_search_and_loses_no_write(db1_templates, 
     release.set()
     index.wait_for_build(30)
     assert not index.rebuilding and index.retrieval_type == "BinaryIVF"
-    assert index.minutiae_count() == sum(p.size for p in index._templates.values())
+    assert index.minutiae_count() == index.stored_minutiae()
     assert index.search(t[(102, 3)], top=1)[0][0] == "late"
     assert not any(h[0].startswith("102-") for h in index.search(t[(102, 3)], top=20))
 
@@ -95,7 +95,7 @@ def test_deletions_from_the_ivf_retrieval_index_keep_every_other_hit_labelled(db
     index.set_subject("late", [(1000, t[(102, 2)])])
     for copy in range(12):
         index.remove_subject(f"102-{copy}")
-    assert index.minutiae_count() == sum(p.size for p in index._templates.values())
+    assert index.minutiae_count() == index.stored_minutiae()
     hits = index.search(t[(102, 3)], top=20)
     assert hits[0][0] == "late" and hits[0][2] == 1000
     assert not any(h[0].startswith("102-") for h in hits)
