@@ -77,7 +77,7 @@ def test_finger_extract_template_latency(request, tmp_path, bench_n):
     print("\n" + body)  # shown with `pytest -s`; written to RESULTS.md only with --write-results
     if request.config.getoption("--write-results"):
         command = "pytest benchmarks/test_finger_extract.py --benchmark-enable --write-results"
-        results.write_section(NAME, TITLE, body, command, ("onnxruntime", "nbis-py"))
+        results.write_section(NAME, TITLE, body, command, ("nbis-py",))
 
 
 def _stages(images: list[bytes]) -> dict[str, float]:
