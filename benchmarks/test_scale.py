@@ -21,7 +21,6 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import faiss
 import grpc
@@ -29,6 +28,7 @@ import numpy as np
 import pytest
 
 from benchmarks.evaluation import metrics, synthetic
+from benchmarks.evaluation.growth import memory_of
 from benchmarks.evaluation.metrics import rank1
 from benchmarks.evaluation.synthetic import PER_SUBJECT, Population
 from benchmarks.load import identify_requests, run_load
@@ -117,16 +117,6 @@ def test_scale_latency_against_raw_faiss(population, indexes, figures, scale_n):
 
 
 # -- the server --------------------------------------------------------------------------
-def memory_of(pid: int) -> dict[str, int]:
-    """Resident memory of a process in bytes: all, its own (anonymous), and mapped files (page cache)."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
-            fields[key] = int(value.split()[0]) * 1024
-    return fields
-
-
 @pytest.fixture(scope="module")
 def served(population, scale_n, figures, tmp_path_factory):
     """A server holding the whole population, loaded through EnrollStream."""
