@@ -185,7 +185,7 @@ def write(f: dict, command: str) -> None:
         f"{f['rss_per_template'] / f['minutiae_per_template']:,.0f} B |",
         f"| server RSS after the load / after restart | {f['rss_after']['VmRSS'] / 2**20:,.0f} MiB / {f['rss_after_restart']['VmRSS'] / 2**20:,.0f} MiB |",
         f"| restart from the snapshot (trained IVF read back, no training) | **{f['restart_s']:.1f} s** (`{f['restart_index_type']}`) |",
-        f"| rank-1, one real finger ({one[1]} probes: the other impressions) | {rate(*one)} |",
+        f"| rank-1, one real finger ({one[1]} probes: the other impressions; FVC sets are tune sets, so this checks that search survives the scale, it is not an accuracy figure) | {rate(*one)} |",
         f"| rank-1, ten real fingers ({ten[1]} people) | {rate(*ten)} |",
     ]
     for key, label in (("load_one", "one-finger Identify"), ("load_ten", "ten-finger Identify")):
