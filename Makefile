@@ -52,7 +52,7 @@ bench-scale: install
 # Identify latency, rank-1, restart.  Smaller: make bench-finger-scale FINGER_SCALE_N=20000
 FINGER_SCALE_N ?= 1000000
 bench-finger-scale: install
-	FINGER_SCALE_N=$(FINGER_SCALE_N) $(PY) -m pytest benchmarks/test_finger_scale.py --write-results -s
+	$(PY) -m pytest benchmarks/test_finger_scale.py --finger-scale-n $(FINGER_SCALE_N) --write-results -s
 
 clean:
 	rm -rf $(VENV) build *.egg-info native/*.c native/*.so shanakht/v1/*_pb2*.py shanakht/v1/*_pb2*.pyi

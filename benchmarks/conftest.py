@@ -20,6 +20,10 @@ def pytest_addoption(parser):
     parser.addoption("--write-results", action="store_true", help="write figures to benchmarks/RESULTS.md")
     parser.addoption("--scale-n", type=int, default=1_000_000, help="templates in the scale benchmark (test_scale.py)")
     parser.addoption("--mixed-seconds", type=float, default=300.0, help="length of the scale benchmark's mixed load test")
+    parser.addoption("--finger-scale-n", type=int, default=20_000, help="finger templates in test_finger_scale.py")
+    parser.addoption("--finger-load-seconds", type=float, default=0.0,
+                     help="length of each Identify load in test_finger_scale.py (0: 30 s from 100,000 templates, else 10 s)")
+    parser.addoption("--finger-bulk-n", type=int, default=5_000, help="finger templates streamed in test_finger_bulk.py")
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """Bulk finger enrolment: ISO 19794-2 records through ``EnrollStream`` into a server's gallery (SQLite store, durable).
 
     pytest benchmarks/test_finger_bulk.py                                  # 5,000 templates
-    FINGER_BULK_N=50000 pytest benchmarks/test_finger_bulk.py --write-results
+    pytest benchmarks/test_finger_bulk.py --finger-bulk-n 50000 --write-results
 
 The records are jittered copies of real SOCOFing prints (``benchmarks/evaluation/growth.py``).
 Beside the server figure, where a template's time goes in the library: parsing, the cylinders
@@ -23,7 +23,6 @@ from tests.conftest import ServerProcess
 
 pytestmark = pytest.mark.timeout(0)
 
-N = int(os.environ.get("FINGER_BULK_N", "5000"))
 TARGET_PER_S = 500
 
 
@@ -33,30 +32,35 @@ def bases() -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def bulk_figures(request):
+def n(request) -> int:
+    return request.config.getoption("--finger-bulk-n")
+
+
+@pytest.fixture(scope="module")
+def bulk_figures(request, n):
     found: dict = {}
     yield found
     if request.config.getoption("--write-results") and {"server", "library"} <= set(found):
-        write(found, "FINGER_BULK_N=%d pytest benchmarks/test_finger_bulk.py --write-results" % N)
+        write(found, f"pytest benchmarks/test_finger_bulk.py --finger-bulk-n {n} --write-results")
 
 
-def test_enrol_stream_rate(bases, bulk_figures, tmp_path):
+def test_enrol_stream_rate(bases, bulk_figures, n, tmp_path):
     """Templates acknowledged per second by EnrollStream (one subject per record, group commits of 256)."""
     server = ServerProcess(tmp_path / "data", ["--default-galleries", "bulk"]).start(timeout=120)
     try:
         stub = server.stub()
-        records = list(growth.jittered_records(bases, N, seed=7))  # made before the clock starts
+        records = list(growth.jittered_records(bases, n, seed=7))  # made before the clock starts
         started = time.perf_counter()
         acknowledged, errors = growth.stream_enrol(stub, "bulk", ((f"b{i}", [r]) for i, r in enumerate(records)))
         seconds = time.perf_counter() - started
-        assert acknowledged == N, errors
+        assert acknowledged == n, errors
         stats = stub.GalleryStats(growth_stats_request("bulk")).galleries[0]
         finger = next(i for i in stats.indexes if i.modality == pb_finger())
         bulk_figures["server"] = {
-            "templates": N, "seconds": seconds, "per_s": N / seconds, "index_type": finger.index_type,
+            "templates": n, "seconds": seconds, "per_s": n / seconds, "index_type": finger.index_type,
             "bytes_per_template": finger.bytes_per_template, "rss": growth.memory_of(server.proc.pid),
         }
-        print(f"EnrollStream: {N} finger templates in {seconds:.1f} s = {N / seconds:.0f}/s ({finger.index_type})")
+        print(f"EnrollStream: {n} finger templates in {seconds:.1f} s = {n / seconds:.0f}/s ({finger.index_type})")
     finally:
         server.stop()
 
@@ -105,11 +109,11 @@ def test_where_a_template_goes(bases, bulk_figures):
     assert per["kernel"] < per["reference"]
 
 
-def test_bulk_rate_reaches_the_target(bulk_figures):
+def test_bulk_rate_reaches_the_target(bulk_figures, n):
     server = bulk_figures.get("server")
     if server is None:
         pytest.skip("the server benchmark did not run")
-    if N < 2000:
+    if n < 2000:
         pytest.skip("too few templates to judge a rate")
     assert server["per_s"] >= 0.5 * TARGET_PER_S  # the figure is reported; a loaded CI machine gets slack
 

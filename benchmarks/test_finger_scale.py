@@ -1,7 +1,7 @@
 """Finger scale: a server's gallery grown to N finger templates, searched by real probes.
 
     make bench-finger-scale                       # N = 1,000,000 (FINGER_SCALE_N)
-    FINGER_SCALE_N=20000 pytest benchmarks/test_finger_scale.py --write-results
+    pytest benchmarks/test_finger_scale.py --finger-scale-n 20000 --write-results
 
 The gallery holds real fingers — FVC2002 DB1/DB2/DB3-like (first impression each, one subject
 per finger) and the four ten-finger people (ten fingers each, impression 1, finger positions
@@ -29,17 +29,25 @@ from tests.conftest import ServerProcess
 
 pytestmark = pytest.mark.timeout(0)
 
-N = int(os.environ.get("FINGER_SCALE_N", "20000"))
-LOAD_SECONDS = float(os.environ.get("FINGER_SCALE_LOAD_S", "30" if N >= 100_000 else "10"))
 GALLERY = "fscale"
 
 
 @pytest.fixture(scope="module")
-def figures(request):
-    found: dict = {"n": N}
+def n(request) -> int:
+    return request.config.getoption("--finger-scale-n")
+
+
+@pytest.fixture(scope="module")
+def load_seconds(request, n) -> float:
+    return request.config.getoption("--finger-load-seconds") or (30.0 if n >= 100_000 else 10.0)
+
+
+@pytest.fixture(scope="module")
+def figures(request, n):
+    found: dict = {"n": n}
     yield found
     if request.config.getoption("--write-results") and "restart_s" in found:
-        write(found, f"make bench-finger-scale FINGER_SCALE_N={N}  # = FINGER_SCALE_N={N} pytest benchmarks/test_finger_scale.py --write-results")
+        write(found, f"make bench-finger-scale FINGER_SCALE_N={n}  # = pytest benchmarks/test_finger_scale.py --finger-scale-n {n} --write-results")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +72,7 @@ def wait_until_built(stub, timeout: float) -> pb.IndexStats:
 
 
 @pytest.fixture(scope="module")
-def served(prints, figures, tmp_path_factory):
+def served(prints, figures, n, tmp_path_factory):
     fvc, ten, bases = prints
     data_dir = tmp_path_factory.mktemp("finger-scale") / "data"
     server = ServerProcess(data_dir, ["--default-galleries", GALLERY, "--max-concurrent-rpcs", "256"]).start(timeout=600)
@@ -74,7 +82,7 @@ def served(prints, figures, tmp_path_factory):
     real = [(f"ten-{person}", records) for person, records in ten.enrolled.items()]
     real += [(label, [record]) for label, record in fvc.enrolled]
     real_templates = sum(len(r) for _, r in real)
-    grown = max(0, N - real_templates)
+    grown = max(0, n - real_templates)
 
     minutiae = [0]
 
@@ -136,11 +144,11 @@ def test_rank1_of_real_probes_in_the_grown_gallery(prints, served, figures):
     assert hits >= 0.5 * total
 
 
-def test_identify_latency_4_clients(prints, served, figures):
+def test_identify_latency_4_clients(prints, served, figures, load_seconds):
     fvc, ten, _ = prints
     _, stub = served
     for key, labelled in (("load_one", one_finger_requests(fvc, ten)), ("load_ten", ten_finger_requests(ten))):
-        report = run_load(stub, [r for _, r in labelled], clients=4, seconds=LOAD_SECONDS)
+        report = run_load(stub, [r for _, r in labelled], clients=4, seconds=load_seconds)
         assert not report.errors, report.errors
         figures[key] = report
         print(key, report.summary())

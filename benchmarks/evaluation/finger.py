@@ -32,16 +32,16 @@ CACHE_ENV = "SHANAKHT_FINGER_CACHE"
 DEFAULT_CACHE = Path("/tmp/shanakht-finger-cache")
 CACHE_FLOOR = 0.3  # minutiae stored down to this quality so the threshold can be varied
 FVC_SETS = ("fvc2002_db1_b", "fvc2002_db2_b", "fvc_300x300")
-# Scanning resolution per set.  SOCOFing says 500 dpi but its ridge period is ≈ 3.5 px (≈ 200 dpi
-# effective): at face value LEADER finds no minutiae, so it is read as 250 dpi (upsampled ×2); its
-# altered prints are the same images damaged.  latent_generated's clean prints are FVC impressions
-# (500 dpi) on a 512×512 canvas, and its latents were generated at that scale.
+# Scanning resolution per set.  SOCOFing says 500 dpi but its ridges are ≈ 3.8 px apart: it is read
+# at the resolution that brings its ridge period to the 500-dpi prints' (benchmarks/tune_finger_dpi.py,
+# from tune prints); its altered prints are the same images damaged.  latent_generated's clean prints
+# are FVC impressions (500 dpi) on a 512×512 canvas, and its latents were generated at that scale.
 SET_DPI = {
     "fvc2002_db1_b": 500,
     "fvc2002_db2_b": 569,
     "fvc_300x300": 500,
-    "socofing_real_distractors": 250,
-    "socofing_altered": 250,
+    "socofing_real_distractors": 200,
+    "socofing_altered": 200,
     "ten_fingers_4_people": 500,
     "latent_generated": 500,
 }

@@ -78,14 +78,15 @@ def real_set(name: str, data_dir: Path | None = None, limit: int | None = None) 
     """
     if limit is None and os.environ.get("FINGER_REAL_LIMIT"):
         limit = int(os.environ["FINGER_REAL_LIMIT"])
-    path = templates_dir() / f"{name}{'' if limit is None else f'-{limit}'}.npz"
+    from benchmarks.evaluation.finger import SET_DPI, caching_extractor, extract_set
+
+    path = templates_dir() / f"{name}@{SET_DPI.get(name, 0)}dpi{'' if limit is None else f'-{limit}'}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
             offsets = z["offsets"]
             blob = z["blob"].tobytes()
             records = [blob[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
             return RealSet(name, records, z["labels"].tolist(), z["impressions"].tolist())
-    from benchmarks.evaluation.finger import caching_extractor, extract_set
 
     extracted = extract_set(caching_extractor(threads=1), name, data_dir, limit)
     kept = [(s, t) for s, t in zip(extracted.samples, extracted.templates) if t is not None and t.size]

@@ -144,22 +144,50 @@ def _ivf_quantizer_assign(index: faiss.IndexBinaryIVF, codes: np.ndarray) -> np.
     return labels[:, 0]
 
 
-def _trained_ivf(codes: np.ndarray, nprobe: int) -> faiss.IndexBinaryIVF:
-    """An empty ``IndexBinaryIVF`` trained on (a sample of) ``codes``: √n·4 lists, as before.
+#: Inverted lists: 4·√(cylinders), as before, but at most this many.  Training (float k-means) and
+#: filling (each cylinder's nearest centroid) both grow with the number of lists; beyond 8,192 a
+#: million-finger gallery (≈ 21 M cylinders) would train for hours on two cores, while longer
+#: lists only cost the scan of nprobe of them.  At 200,000 fingers the rule gives 8,198: the cap
+#: starts there.
+MAX_LISTS = 8192
+#: k-means sample per list: FAISS asks for at least 39 points per centroid.
+TRAINING_POINTS_PER_LIST = 40
+#: The centroids live in a binary HNSW graph (links per node, and candidates kept while searching):
+#: assigning 21 M cylinders to the nearest of 8,192 centroids exhaustively is 10¹¹ Hamming
+#: distances; the graph needs a few hundred per cylinder.
+QUANTIZER_LINKS = 32
+QUANTIZER_EF_SEARCH = 128
 
-    The inverted lists store our ids themselves.  Not inside an ``IndexBinaryIDMap``: its
-    ``remove_ids`` compacts the id map as if the inner index renumbered (only flat indexes do),
-    which mislabels every later hit or aborts the process on FAISS's assertion.
+
+def _trained_ivf(codes: np.ndarray, nprobe: int) -> faiss.IndexBinaryIVF:
+    """An empty ``IndexBinaryIVF`` trained on a sample of ``codes``, its centroids in an HNSW graph.
+
+    FAISS trains the lists with an exact quantizer; the centroids then move into
+    ``IndexBinaryHNSW``, built on one thread so that the graph, hence every list assignment and
+    search, does not depend on thread timing.  The inverted lists store our ids themselves.  Not
+    inside an ``IndexBinaryIDMap``: its ``remove_ids`` compacts the id map as if the inner index
+    renumbered (only flat indexes do), which mislabels every later hit or aborts the process on
+    FAISS's assertion.
     """
-    nlist = int(4 * np.sqrt(len(codes)))
-    if nlist >= 1 << 16:
-        raise ValueError(f"{len(codes)} cylinders: {nlist} inverted lists do not fit the index's 16-bit list numbers")
-    quantizer = faiss.IndexBinaryFlat(BITS)
+    nlist = min(int(4 * np.sqrt(len(codes))), MAX_LISTS)
+    exact = faiss.IndexBinaryFlat(BITS)
+    trainer = faiss.IndexBinaryIVF(exact, BITS, nlist)
+    rng = np.random.default_rng(0)
+    sample = min(len(codes), TRAINING_POINTS_PER_LIST * nlist)
+    trainer.train(codes[rng.choice(len(codes), size=sample, replace=False)])
+    centroids = faiss.rev_swig_ptr(exact.xb.data(), nlist * CODE_BYTES).reshape(nlist, CODE_BYTES).copy()
+    quantizer = faiss.IndexBinaryHNSW(BITS, QUANTIZER_LINKS)
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        quantizer.add(centroids)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    quantizer.hnsw.efSearch = QUANTIZER_EF_SEARCH
     index = faiss.IndexBinaryIVF(quantizer, BITS, nlist)
     index.own_fields = True
     quantizer.this.disown()
-    rng = np.random.default_rng(0)
-    index.train(codes[rng.choice(len(codes), size=min(len(codes), 64 * nlist), replace=False)])
+    index.is_trained = True
     index.nprobe = nprobe
     return index
 

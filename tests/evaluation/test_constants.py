@@ -158,3 +158,12 @@ def test_the_finger_gate_tuning_script_runs_on_tune_images(capsys: pytest.Captur
 
     assert tune_finger_gate.main(["--smoke"]) == 0
     assert "`enrollment.finger.quality.CONFIDENT_RIDGE_AREA_PX`: the rule gives" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not (default_data_dir() / "finger").is_dir(), reason="evaluation data absent (SHANAKHT_DATA)")
+def test_the_finger_resolution_tuning_script_runs_on_tune_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    """Smoke: the script that re-derives SOCOFing's resolution runs (no value asserted on a few prints)."""
+    from benchmarks import tune_finger_dpi
+
+    assert tune_finger_dpi.main(["--smoke"]) == 0
+    assert "`benchmarks.evaluation.finger.SET_DPI` for socofing_real_distractors, socofing_altered: the rule gives" in capsys.readouterr().out

@@ -29,6 +29,7 @@ import numpy as np
 from matcher.finger.template import FingerTemplate
 from matcher.errors import InvalidArgument
 from matcher.finger.descriptors import BITS, WORDS, PreparedTemplate, prepare
+from matcher.finger.index import _trained_ivf
 from matcher.finger.matching import match
 from matcher.locks import ReadWriteLock
 from matcher.rebuild import BackgroundRebuild, RebuildingIndex, RebuildSteps
@@ -46,20 +47,8 @@ def _cylinder_ids(template_ids: Iterable[int], sizes: Iterable[int]) -> np.ndarr
 
 
 def _binary_ivf(codes: np.ndarray, ids: np.ndarray, nprobe: int) -> faiss.IndexBinary:
-    """An ``IndexBinaryIVF`` trained on (a sample of) ``codes`` and filled with them.
-
-    The inverted lists store our ids themselves.  Not inside an ``IndexBinaryIDMap``: its
-    ``remove_ids`` compacts the id map as if the inner index renumbered (only flat indexes do),
-    which mislabels every later hit or aborts the process on FAISS's assertion.
-    """
-    nlist = int(4 * np.sqrt(len(codes)))
-    quantizer = faiss.IndexBinaryFlat(BITS)
-    index = faiss.IndexBinaryIVF(quantizer, BITS, nlist)
-    index.own_fields = True
-    quantizer.this.disown()
-    rng = np.random.default_rng(0)
-    index.train(codes[rng.choice(len(codes), size=min(len(codes), 64 * nlist), replace=False)])
-    index.nprobe = nprobe
+    """The product's trained IVF (same lists and quantizer: this oracle checks storage), filled by FAISS's ``add_with_ids``."""
+    index = _trained_ivf(codes, nprobe)
     index.add_with_ids(codes, ids)
     return index
 
