@@ -1,5 +1,5 @@
 # Shanakht: two commands on a fresh machine.
-#   make run   set everything up (venv, Cython build, protobuf generation, models) and serve on ./data
+#   make run   set everything up (venv, Cython build, protobuf generation, models), serve on ./data and start the web console
 #   make test  set everything up, then run the whole test suite
 PYTHON ?= python3
 VENV   := .venv
@@ -7,8 +7,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 HOST   ?= localhost
 PORT   ?= 50051
+CONSOLE_PORT ?= 8080
 
-.PHONY: install models redis run test bench bench-scale bench-finger-scale clean
+.PHONY: install models redis chromium run test bench bench-scale bench-finger-scale clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard proto/shanakht/v1/*.proto) $(wildcard native/*.pyx)
 	$(PY) -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV)
@@ -22,7 +23,11 @@ models: $(STAMP)
 
 install: $(STAMP) models
 
+# The console (a gRPC client of the server) runs beside it and prints its address; Ctrl-C stops both.
 run: install
+	@$(VENV)/bin/shanakht console --server $(HOST):$(PORT) --host $(HOST) --port $(CONSOLE_PORT) & console=$$!; \
+	trap 'kill $$console 2>/dev/null; wait $$console 2>/dev/null' EXIT INT TERM; \
+	echo "console users: $(VENV)/bin/shanakht user create NAME --role investigator --data-dir ./data (README: Web console)"; \
 	$(VENV)/bin/shanakht serve --data-dir ./data --host $(HOST) --port $(PORT)
 
 # The tests start their own redis-server processes (free port, temporary directory, AOF on).
@@ -32,7 +37,14 @@ redis:
 	  (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null) || \
 	  { echo "could not install redis-server; install it with your package manager"; exit 1; }; }
 
-test: install redis
+# The console's browser tests drive Debian's Chromium through its chromedriver.
+chromium:
+	@{ test -x /usr/bin/chromium && test -x /usr/bin/chromedriver; } || { \
+	  echo "chromium or chromedriver not found: installing them (apt-get install chromium chromium-driver)"; \
+	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) || \
+	  { echo "could not install chromium; install chromium and chromium-driver with your package manager"; exit 1; }; }
+
+test: install redis chromium
 	$(PY) -m pytest
 
 # Figures go to benchmarks/RESULTS.md.  The face peer (dlib) runs when installed: pip install -e '.[peers]'.

@@ -40,9 +40,13 @@ from matcher.store.sqlite import SQLiteStore
 from matcher.templates import Modality, Template
 from transport import logs
 from transport.audit import AuditTrail
+from transport.caller import caller
+from transport.casework import Casework, retain_by_default
+from matcher.evidence import Keyring
 from transport.auth import Authenticator, TokenBucket, create_key
 from transport.extraction import SampleDecoder
 from transport.interceptors import AccessInterceptor, ErrorsAndMetricsInterceptor, status_for
+from transport.sessions import SessionAuthority
 from transport.settings import Settings
 from shanakht.v1 import identity_pb2 as pb
 from shanakht.v1 import identity_pb2_grpc as pb_grpc
@@ -64,6 +68,9 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         self.settings = settings
         self.decoder = decoder
         self.default_modalities = default_modalities  # what a gallery created without modalities holds
+        self.sessions: SessionAuthority | None = None  # console sign-in; set by start()
+        self.authenticator: Authenticator | None = None
+        self.casework: Casework | None = None  # evidence images, search records, decisions; set by start()
 
     @staticmethod
     def _candidate(candidate: Candidate, metadata: Mapping[str, str]) -> pb.Candidate:
@@ -78,7 +85,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             alert_level=metadata.get("alert_level", "match") if candidate.hit else "",
         )
 
-    def _enroll_item(self, request: pb.EnrollRequest) -> tuple[EnrollItem, list[pb.QualityReport]]:
+    def _enroll_item(self, request: pb.EnrollRequest) -> tuple[EnrollItem, list[pb.QualityReport], tuple | None]:
         gallery = self.galleries.get(request.gallery)
         extracted = self.decoder.decode(
             request.samples, "enroll", largest_face=request.largest_face, policy=gallery.record.quality_policy,
@@ -93,7 +100,13 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             replace=request.replace,
             check_duplicates=request.check_duplicates,
         )
-        return item, [e.quality for e in extracted]
+        # Evidence: the kept image of each sample, and which sample each template came from.
+        evidence = (tuple(e.sample for e in extracted), self.casework.sample_evidence(request.samples)) if gallery.record.retain_images else None
+        return item, [e.quality for e in extracted], evidence
+
+    def _keep_images(self, item: EnrollItem, evidence: tuple | None, outcome: Enrolled) -> None:
+        if evidence is not None:
+            self.casework.keep_enrolled(item.gallery, item.subject_id, item.templates, evidence[0], evidence[1], outcome.result.template_ids)
 
     @staticmethod
     def _enroll_response(outcome: Enrolled, quality: list[pb.QualityReport], index: int = 0) -> pb.EnrollResponse:
@@ -112,10 +125,11 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
 
     # -- RPCs -----------------------------------------------------------------------------
     def Enroll(self, request: pb.EnrollRequest, context: grpc.ServicerContext) -> pb.EnrollResponse:
-        item, quality = self._enroll_item(request)
+        item, quality, evidence = self._enroll_item(request)
         (outcome,) = self.galleries.enroll([item])
         if isinstance(outcome, ShanakhtError):
             raise outcome
+        self._keep_images(item, evidence, outcome)
         return self._enroll_response(outcome, quality)
 
     def EnrollStream(self, request_iterator: Iterator[pb.EnrollRequest], context: grpc.ServicerContext):
@@ -174,6 +188,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
                         index=index, subject_id=request.subject_id, status_code=status_for(outcome).value[0], error=str(outcome)
                     )
                 else:
+                    self._keep_images(item[0], item[2], outcome)
                     yield self._enroll_response(outcome, item[1], index)
                 index += 1
             if failure is not None:  # e.g. an item outside the caller's gallery scope: end the stream with its status
@@ -196,9 +211,9 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         quality = [e.quality for e in extracted]
         faces_per_sample = collections.Counter(e.sample for e in extracted if e.box is not None)
         if not faces_per_sample or max(faces_per_sample.values()) == 1:
-            return pb.IdentifyResponse(
+            return self._search_record(request, pb.IdentifyResponse(
                 candidates=self._with_metadata(search([e.template for e in extracted])), quality=quality, searched_subjects=searched()
-            )
+            ))
         # Several people in one frame: never fuse different faces; search each on its own.
         faces, best = [], {}
         for e in extracted:
@@ -209,7 +224,17 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
                 if c.score > best.get((c.gallery, c.subject_id), (None, -math.inf))[1]:
                     best[(c.gallery, c.subject_id)] = (c, c.score)
         merged = sorted((c for c, _ in best.values()), key=lambda c: -c.score)[:top]
-        return pb.IdentifyResponse(candidates=self._with_metadata(merged), quality=quality, faces=faces, searched_subjects=searched())
+        return self._search_record(
+            request, pb.IdentifyResponse(candidates=self._with_metadata(merged), quality=quality, faces=faces, searched_subjects=searched())
+        )
+
+    def _search_record(self, request: pb.IdentifyRequest, response: pb.IdentifyResponse) -> pb.IdentifyResponse:
+        """An examiner's search is kept, probes included, for adjudication and oversight."""
+        principal = caller()
+        if principal is not None and self.casework is not None:
+            probes = self.casework.sample_evidence(request.samples) if principal.role in ("investigator", "supervisor") else []
+            response.search_id = self.casework.record_search(principal, request, response, probes)
+        return response
 
     def Verify(self, request: pb.VerifyRequest, context: grpc.ServicerContext) -> pb.VerifyResponse:
         extracted = self.decoder.decode(request.samples, "verify")
@@ -244,7 +269,8 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             metadata=record.metadata,
             templates=[
                 pb.TemplateInfo(
-                    template_id=t.template_id, modality=t.modality.value, model_id=t.model_id, finger_position=t.finger_position
+                    template_id=t.template_id, modality=t.modality.value, model_id=t.model_id, finger_position=t.finger_position,
+                    has_image=t.has_image,
                 )
                 for t in record.templates
             ],
@@ -272,6 +298,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             description=request.description,
             quality_policy=request.quality_policy or "warn",
             threshold_fpir=request.threshold_fpir,
+            retain_images=request.retain_images if request.HasField("retain_images") else retain_by_default(request.name),
         )
         return self._gallery_message(self.galleries.create(record).record)
 
@@ -288,12 +315,42 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             description=record.description,
             quality_policy=record.quality_policy,
             threshold_fpir=record.threshold_fpir,
+            retain_images=record.retain_images,
         )
 
     def ListGalleries(self, request: pb.ListGalleriesRequest, context: grpc.ServicerContext) -> pb.ListGalleriesResponse:
         return pb.ListGalleriesResponse(
             galleries=[self._gallery_message(self.galleries.get(name).record) for name in self.galleries.names()]
         )
+
+    def SignIn(self, request: pb.SignInRequest, context: grpc.ServicerContext) -> pb.SignInResponse:
+        signed = self.sessions.sign_in(request.user, request.password, context.peer())
+        p = signed.principal
+        return pb.SignInResponse(session_token=signed.token, expires_at=signed.expires_at, role=p.role, galleries=p.galleries, name=p.name)
+
+    def SignOut(self, request: pb.SignOutRequest, context: grpc.ServicerContext) -> pb.SignOutResponse:
+        metadata = dict((k, v) for k, v in context.invocation_metadata() if isinstance(v, str))
+        self.sessions.sign_out(metadata.get("x-api-key", ""), self.authenticator)
+        return pb.SignOutResponse()
+
+    # -- evidence, search records, decisions, oversight: transport.casework --------------------
+    def GetImage(self, request: pb.GetImageRequest, context: grpc.ServicerContext) -> pb.EvidenceImage:
+        return self.casework.image(request, caller())
+
+    def ListSearches(self, request: pb.ListSearchesRequest, context: grpc.ServicerContext) -> pb.ListSearchesResponse:
+        return self.casework.list_searches(request, caller())
+
+    def GetSearch(self, request: pb.GetSearchRequest, context: grpc.ServicerContext) -> pb.SearchRecord:
+        return self.casework.get_search(request, caller())
+
+    def RecordDecision(self, request: pb.RecordDecisionRequest, context: grpc.ServicerContext) -> pb.SearchCandidate:
+        return self.casework.record_decision(request, caller())
+
+    def VerificationQueue(self, request: pb.VerificationQueueRequest, context: grpc.ServicerContext) -> pb.VerificationQueueResponse:
+        return self.casework.verification_queue(request, caller())
+
+    def GetOversightReport(self, request: pb.OversightReportRequest, context: grpc.ServicerContext) -> pb.OversightReport:
+        return self.casework.oversight_report(request)
 
     def GalleryStats(self, request: pb.GalleryStatsRequest, context: grpc.ServicerContext) -> pb.GalleryStatsResponse:
         stats = self.galleries.statistics(list(request.galleries))
@@ -348,7 +405,7 @@ def _ensure_default_galleries(galleries: Galleries, settings: Settings, modaliti
     for name in settings.gallery_names:
         if name not in galleries.names():
             try:
-                galleries.create(GalleryRecord(name, settings.default_threshold_fmr, modalities))
+                galleries.create(GalleryRecord(name, settings.default_threshold_fmr, modalities, retain_images=retain_by_default(name)))
             except AlreadyExists:  # another replica created it a moment ago
                 galleries.catch_up()
 
@@ -429,6 +486,7 @@ def start(settings: Settings) -> RunningServer:
     faiss.omp_set_num_threads(settings.search_threads)
     loaded = load_models(settings)
     use_blas_from(settings.blas_threshold, max((s.dimension for s in loaded.default_modalities), default=1))
+    keyring = Keyring.open(settings.evidence_key_path)  # before the store: a key others can read stops the start
     store = open_store(settings)
     galleries = Galleries(store, settings.snapshot_dir, loaded.calibration_for, settings.index_policy)
     _ensure_default_galleries(galleries, settings, loaded.default_modalities)
@@ -437,7 +495,10 @@ def start(settings: Settings) -> RunningServer:
 
     enforce = _prepare_auth(settings, store)
     audit = AuditTrail(store)
-    access = AccessInterceptor(Authenticator(store), audit, TokenBucket(settings.rate_limit, 2 * settings.rate_limit), enforce)
+    authenticator = Authenticator(store)
+    sessions = SessionAuthority(store, audit, settings.session_idle_s, settings.sign_in_max_failures, settings.sign_in_lockout_s)
+    authenticator.sessions = sessions
+    access = AccessInterceptor(authenticator, audit, TokenBucket(settings.rate_limit, 2 * settings.rate_limit), enforce)
 
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -453,7 +514,10 @@ def start(settings: Settings) -> RunningServer:
         options=options,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
-    pb_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(galleries, settings, loaded.decoder, loaded.default_modalities), server)
+    servicer = IdentityServicer(galleries, settings, loaded.decoder, loaded.default_modalities)
+    servicer.sessions, servicer.authenticator = sessions, authenticator
+    servicer.casework = Casework(galleries, keyring)
+    pb_grpc.add_IdentityServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

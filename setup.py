@@ -38,9 +38,10 @@ def generate_protos() -> None:
 generate_protos()
 
 setup(
-    packages=find_packages(include=["shanakht", "shanakht.*", "cli", "transport", "matcher", "matcher.*", "enrollment", "enrollment.*", "native"]),
+    packages=find_packages(include=["shanakht", "shanakht.*", "cli", "transport", "matcher", "matcher.*", "enrollment", "enrollment.*", "native", "console"]),
     py_modules=["server"],
-    package_data={"enrollment": ["*.toml", "calibration/*.toml"], "native": ["*.pyx"]},
+    package_data={"enrollment": ["*.toml", "calibration/*.toml"], "native": ["*.pyx"],
+                  "console": ["templates/*.html", "static/*", "locale/*.pot", "locale/*/LC_MESSAGES/*.po", "babel.cfg"]},
     ext_modules=cythonize(
         [
             Extension("native.topk", ["native/topk.pyx"], extra_compile_args=["-O3"]),

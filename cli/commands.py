@@ -221,6 +221,53 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user_create(args: argparse.Namespace) -> int:
+    """A console user: a principal that signs in with a password (read from standard input, never a flag)."""
+    import getpass
+
+    from transport.sessions import create_user
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("error: the passwords differ", file=sys.stderr)
+            return 1
+    store = _open_store(args)
+    galleries = [g.strip() for g in (args.galleries or "").split(",") if g.strip()]
+    try:
+        principal = create_user(store, args.user, args.role, password, galleries, args.display_name)
+        _operator_audit(store, {"rpc": "user.create", "key_id": principal.key_id, "user": principal.user,
+                                "key_role": principal.role, "galleries": list(principal.galleries)})
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"key_id": principal.key_id, "user": principal.user, "role": principal.role, "galleries": list(principal.galleries)}))
+    else:
+        print(f"created {principal.role} user {principal.user} ({principal.key_id}) for galleries {', '.join(principal.galleries)}")
+    return 0
+
+
+def cmd_user_unlock(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    try:
+        store.clear_sign_in_failures(args.user)
+        _operator_audit(store, {"rpc": "user.unlock", "user": args.user})
+    finally:
+        store.close()
+    print(f"unlocked {args.user}: failed sign-ins forgotten")
+    return 0
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    # Imported here: the server's commands should not load the web stack.
+    from console.app import run
+
+    run(args)
+    return 0
+
+
 def cmd_keys_list(args: argparse.Namespace) -> int:
     import time
 
@@ -247,6 +294,24 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     _operator_audit(store, {"rpc": "keys.revoke", "key_id": args.key_id})
     print(f"revoked {args.key_id} (effective within seconds on every server)")
     store.close()
+    return 0
+
+
+def cmd_evidence_rotate_key(args: argparse.Namespace) -> int:
+    """Re-seal every evidence image under a new key (servers stopped); the old key is then deleted."""
+    from matcher.evidence import rotate_key
+
+    settings = settings_module.load(args)
+    store = _open_store(args)
+    try:
+        resealed = rotate_key(store, settings.evidence_key_path)
+        _operator_audit(store, {"rpc": "evidence.rotate-key", "resealed": resealed})
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"resealed": resealed, "key": str(settings.evidence_key_path)}))
+    else:
+        print(f"re-sealed {resealed} evidence images under a new key in {settings.evidence_key_path}; the old key is deleted")
     return 0
 
 
@@ -388,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="API keys and certificate principals (run on the server's machine)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create_key = keys_sub.add_parser("create", help="create a key (shown once)")
-    create_key.add_argument("--role", required=True, choices=["checkpoint", "investigator", "intake", "admin"])
+    create_key.add_argument("--role", required=True, choices=["checkpoint", "investigator", "supervisor", "intake", "oversight", "admin"])
     create_key.add_argument("--galleries", default="", help="comma-separated gallery scope (default: the role's)")
     create_key.add_argument("--name", default="", help="who holds the key, e.g. 'Hotel Eye Lahore'")
     create_key.add_argument("--cert-subject", default="", help="bind to a client certificate common name (mTLS) too")
@@ -402,7 +467,42 @@ def build_parser() -> argparse.ArgumentParser:
     _store_arguments(revoke)
     revoke.set_defaults(func=cmd_keys_revoke)
 
+    from transport.auth import ROLES
+
+    user = sub.add_parser("user", help="console users: people who sign in with a password (run on the server's machine)")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    create_user = user_sub.add_parser("create", help="create a console user")
+    create_user.add_argument("user", help="sign-in name, e.g. inspector.khan")
+    create_user.add_argument("--role", required=True, choices=sorted(ROLES))
+    create_user.add_argument("--galleries", default="", help="comma-separated gallery scope (default: the role's)")
+    create_user.add_argument("--display-name", default="", help="the name shown and audited (default: the sign-in name)")
+    create_user.add_argument("--password-stdin", action="store_true", help="read the password from the first line of standard input")
+    _store_arguments(create_user)
+    create_user.set_defaults(func=cmd_user_create)
+    unlock = user_sub.add_parser("unlock", help="forget a user's failed sign-ins (lift a lock-out)")
+    unlock.add_argument("user")
+    _store_arguments(unlock)
+    unlock.set_defaults(func=cmd_user_unlock)
+
+    console = sub.add_parser("console", help="run the web console (a gRPC client of a running server)")
+    console.add_argument("--server", default="localhost:50051", help="host:port of the Shanakht server")
+    console.add_argument("--host", default="localhost", help="address the console listens on")
+    console.add_argument("--port", type=int, default=8080, help="console port (0 picks a free one)")
+    console.add_argument("--idle-timeout-s", type=float, default=900.0, help="a console session ends after this many seconds unused")
+    console.add_argument("--secret-file", default="", help="file with the cookie-signing secret (default: a new random one per start)")
+    console.add_argument("--tls-cert", default="", help="PEM certificate: serve HTTPS (cookies get the Secure flag)")
+    console.add_argument("--tls-key", default="", help="PEM private key of --tls-cert")
+    console.add_argument("--server-tls-ca", default="", help="CA certificate to verify a TLS server")
+    console.set_defaults(func=cmd_console)
+
     audit = sub.add_parser("audit", help="verify and export the audit log")
+    evidence = sub.add_parser("evidence", help="evidence images kept by galleries (run on the server's machine, servers stopped)")
+    evidence_sub = evidence.add_subparsers(dest="evidence_command", required=True)
+    rotate = evidence_sub.add_parser("rotate-key", help="re-seal every image under a new key and delete the old one")
+    _store_arguments(rotate)
+    rotate.add_argument("--evidence-key-file", help="the key file, if not DATA_DIR/evidence.key")
+    rotate.set_defaults(func=cmd_evidence_rotate_key)
+
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify_audit = audit_sub.add_parser("verify", help="check the hash chain; exit 2 and name the record if tampered")
     _store_arguments(verify_audit)

@@ -48,6 +48,10 @@ class FailedPrecondition(ShanakhtError):
     """The request is well formed but the system is not in a state to serve it."""
 
 
+class NotPermitted(ShanakhtError):
+    """The request is well formed, but the rules forbid this caller to do it (e.g. to verify their own identification)."""
+
+
 class ModalityUnavailable(ShanakhtError):
     """No extractor or index is configured for the modality the sample uses."""
 

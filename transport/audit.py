@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from matcher.errors import StoreUnavailable
 from matcher.store.audit import AuditRecord, verify
-from matcher.store.base import Store
+from matcher.store.base import Principal, Store
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,22 @@ class PendingRecord:
         if isinstance(self.error, StoreUnavailable):
             raise self.error
         raise StoreUnavailable(f"the audit log could not be written ({self.error}); the call was not answered") from self.error
+
+
+def sign_in_payload(outcome: str, user: str, principal: Principal | None, peer: str, session_id: str = "") -> dict[str, Any]:
+    """The audit record of a console sign-in attempt: ``outcome`` is "signed in", "failed", "locked out"
+    (this failure locked the user) or "locked" (refused while locked).  Never the password."""
+    return {
+        "principal": principal.key_id if principal else "",
+        "name": principal.name if principal else "",
+        "user": user,
+        "role": principal.role if principal else "",
+        "rpc": "SignIn",
+        "outcome": outcome,
+        "session": session_id,
+        "status": "OK" if outcome == "signed in" else "UNAUTHENTICATED",
+        "peer": peer,
+    }
 
 
 class AuditTrail:

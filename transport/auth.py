@@ -20,7 +20,10 @@ from transport.errors import PermissionDenied, RateLimited, Unauthenticated
 from matcher.store.base import Principal, Store
 
 KEY_PREFIX = "shk"
+SESSION_PREFIX = "shs"  # console session tokens (transport.sessions), sent as x-api-key like keys
 ALL_GALLERIES = "*"
+#: Methods every authenticated principal may call, whatever its role (ending one's own session).
+EVERY_ROLE = frozenset({"SignOut"})
 
 
 @dataclass(frozen=True)
@@ -33,22 +36,37 @@ class RolePolicy:
     sees_metadata: bool = True
 
 
+#: Adjudication (``matcher.adjudication``): search records, examiners' decisions, the blind-verification queue.
+CASEWORK = frozenset({"ListSearches", "GetSearch", "RecordDecision", "VerificationQueue"})
+
 EVERY_METHOD = frozenset(
     {"Enroll", "EnrollStream", "Identify", "Verify", "ExtractTemplate", "GetSubject", "DeleteSubject",
-     "CreateGallery", "ListGalleries", "GalleryStats"}
-)
+     "CreateGallery", "ListGalleries", "GalleryStats", "GetImage", "GetOversightReport"}
+) | CASEWORK
 
 ROLES: dict[str, RolePolicy] = {
     # Hotel Eye and checkpoints: identify against watchlists, see no names or metadata.
     "checkpoint": RolePolicy(frozenset({"Identify"}), ("watchlist",), sees_metadata=False),
-    # Investigators: search everything, always for a stated case or FIR.
+    # Investigators: search everything, always for a stated case or FIR; see evidence images; decide candidates.
     "investigator": RolePolicy(
-        frozenset({"Identify", "Verify", "GetSubject", "ExtractTemplate", "ListGalleries"}),
+        frozenset({"Identify", "Verify", "GetSubject", "ExtractTemplate", "ListGalleries", "GetImage"}) | CASEWORK,
         (ALL_GALLERIES,),
-        purpose_required=frozenset({"Identify", "Verify", "GetSubject"}),
+        purpose_required=frozenset({"Identify", "Verify", "GetSubject", "GetImage"}),
     ),
-    # Prison intake: enrol and check inmates.
-    "intake": RolePolicy(frozenset({"Enroll", "Verify", "Identify", "ExtractTemplate"}), ("inmates",)),
+    # Supervisors: an investigator's rights, everyone's search records, resolve examiners' disputes, read oversight.
+    "supervisor": RolePolicy(
+        frozenset({"Identify", "Verify", "GetSubject", "ExtractTemplate", "ListGalleries", "GetImage", "GetOversightReport"}) | CASEWORK,
+        (ALL_GALLERIES,),
+        purpose_required=frozenset({"Identify", "Verify", "GetSubject", "GetImage"}),
+    ),
+    # Prison intake: enrol and check inmates; the records and enrolled images of its own galleries
+    # (a possible duplicate is shown beside the new inmate).
+    "intake": RolePolicy(
+        frozenset({"Enroll", "Verify", "Identify", "ExtractTemplate", "GetSubject", "GetImage"}), ("inmates",),
+        purpose_required=frozenset({"GetSubject", "GetImage"}),
+    ),
+    # An oversight body: aggregates and the audit chain's status; never an image, a name or metadata.
+    "oversight": RolePolicy(frozenset({"GetOversightReport"}), (ALL_GALLERIES,), sees_metadata=False),
     "admin": RolePolicy(EVERY_METHOD, (ALL_GALLERIES,)),
 }
 
@@ -105,6 +123,8 @@ class Authenticator:
     def __init__(self, store: Store, ttl: float = 2.0) -> None:
         self.store = store
         self.ttl = ttl
+        #: Resolves console session tokens (``transport.sessions.SessionAuthority``); None: sessions refused.
+        self.sessions = None
         self._cache: dict[str, tuple[Principal, float]] = {}
         self._lock = threading.Lock()
 
@@ -116,18 +136,26 @@ class Authenticator:
         if cached and cached[1] > now:
             return cached[0]
         parts = key.split(".")
-        if len(parts) != 3 or parts[0] != KEY_PREFIX:
-            raise Unauthenticated("malformed API key")
-        principal = self.store.get_principal(parts[1])
-        if principal is None or principal.revoked_at or not principal.key_hash:
-            raise Unauthenticated("unknown or revoked API key")
-        if not hmac.compare_digest(principal.key_hash, _digest(principal.key_salt, parts[2])):
-            raise Unauthenticated("unknown or revoked API key")
+        if len(parts) == 3 and parts[0] == SESSION_PREFIX and self.sessions is not None:
+            principal = self.sessions.resolve(parts[1], parts[2])
+        else:
+            if len(parts) != 3 or parts[0] != KEY_PREFIX:
+                raise Unauthenticated("malformed API key")
+            principal = self.store.get_principal(parts[1])
+            if principal is None or principal.revoked_at or not principal.key_hash:
+                raise Unauthenticated("unknown or revoked API key")
+            if not hmac.compare_digest(principal.key_hash, _digest(principal.key_salt, parts[2])):
+                raise Unauthenticated("unknown or revoked API key")
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[fingerprint] = (principal, now + self.ttl)
         return principal
+
+    def forget(self, key: str) -> None:
+        """Drop a credential from the cache at once (a session that was signed out)."""
+        with self._lock:
+            self._cache.pop(hashlib.sha256(key.encode()).hexdigest(), None)
 
     def from_certificate(self, subject: str) -> Principal:
         principal = self.store.principal_for_cert(subject)
@@ -142,7 +170,7 @@ def authorize(principal: Principal, method: str, galleries: Sequence[str] | None
     ``galleries`` is None for calls that touch no gallery, and empty for calls that touch all.
     """
     policy = ROLES.get(principal.role)
-    if policy is None or method not in policy.methods:
+    if policy is None or (method not in policy.methods and method not in EVERY_ROLE):
         raise PermissionDenied(f"role {principal.role!r} may not call {method}")
     if galleries is not None and ALL_GALLERIES not in principal.galleries:
         if not galleries:

@@ -25,6 +25,7 @@ from matcher.errors import (
     InvalidArgument,
     ModalityUnavailable,
     NotFound,
+    NotPermitted,
     Overloaded,
     ShanakhtError,
     StoreUnavailable,
@@ -33,6 +34,8 @@ from matcher.store.base import Principal
 from transport.audit import AuditTrail, PendingRecord, probe_hash
 from transport.auth import ROLES, Authenticator, TokenBucket, authorize
 from transport.errors import PermissionDenied, Unauthenticated
+from transport.caller import calling
+from transport.casework import casework_audit
 
 log = logging.getLogger("shanakht.server")
 
@@ -48,6 +51,7 @@ STATUS_FOR_ERROR: dict[type[ShanakhtError], grpc.StatusCode] = {
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    NotPermitted: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 RPC_TOTAL = Counter("shanakht_rpc_total", "RPCs handled", ["method", "code"])
@@ -132,24 +136,40 @@ _GALLERIES_OF: dict[str, Callable[[object], list[str] | None]] = {
     "GalleryStats": lambda r: list(r.galleries),
     "ListGalleries": lambda r: [],
     "ExtractTemplate": lambda r: None,
+    # A probe's search names no gallery: who may see it is the search record's rule (transport.casework).
+    "GetImage": lambda r: [r.sample.gallery] if r.WhichOneof("target") == "sample" else None,
+    "ListSearches": lambda r: None,
+    "GetSearch": lambda r: None,
+    "RecordDecision": lambda r: None,
+    "VerificationQueue": lambda r: None,
+    "GetOversightReport": lambda r: None,
+    "SignOut": lambda r: None,
 }
 _PURPOSE_OF: dict[str, Callable[[object], str]] = {
     "Identify": lambda r: r.purpose,
     "Verify": lambda r: r.purpose,
     "GetSubject": lambda r: r.purpose,
     "DeleteSubject": lambda r: r.reason,
+    "GetImage": lambda r: r.purpose,
 }
-AUDITED = {"Enroll", "EnrollStream", "Identify", "Verify", "GetSubject", "DeleteSubject", "CreateGallery"}
+AUDITED = {"Enroll", "EnrollStream", "Identify", "Verify", "GetSubject", "DeleteSubject", "CreateGallery", "SignOut",
+           "GetImage", "GetSearch", "RecordDecision", "GetOversightReport"}
 OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+# The one method callable without a credential: it is how a console user gets one.  Its handler
+# audits every attempt itself (only it knows who tried and how it ended); the rate limit is per peer host.
+OPEN_METHODS = frozenset({"SignIn"})
 
 
 def _audit_result(method: str, request, response) -> dict:
     """What the caller was shown: subject ids and scores, never biometric data."""
+    if method in ("GetImage", "GetSearch", "RecordDecision", "GetOversightReport"):
+        return casework_audit(method, request, response)  # refused attempts too: what was asked
     if response is None:
         return {}
     if method == "Identify":
         return {"subjects": [f"{c.gallery}/{c.subject_id}" for c in response.candidates],
-                "scores": [round(c.score, 3) for c in response.candidates]}
+                "scores": [round(c.score, 3) for c in response.candidates],
+                **({"search_id": response.search_id} if response.search_id else {})}
     if method == "Verify":
         return {"subjects": [f"{request.gallery}/{request.subject_id}"], "scores": [round(response.score, 3)], "match": response.match}
     if method in ("Enroll", "EnrollStream"):
@@ -215,6 +235,15 @@ class AccessInterceptor(grpc.ServerInterceptor):
         method = handler_call_details.method.rsplit("/", 1)[-1]
         metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
 
+        if method in OPEN_METHODS and handler_call_details.method.startswith(f"/{_SERVICE}/") and handler.unary_unary:
+            open_behaviour = handler.unary_unary
+
+            def open_unary(request, context):
+                self.limiter.take("peer:" + context.peer().rsplit(":", 1)[0])
+                return open_behaviour(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(open_unary, handler.request_deserializer, handler.response_serializer)
+
         if handler.unary_unary:
             behaviour = handler.unary_unary
 
@@ -225,7 +254,8 @@ class AccessInterceptor(grpc.ServerInterceptor):
                 try:
                     purpose = _PURPOSE_OF[method](request) if method in _PURPOSE_OF else None
                     authorize(principal, method, _GALLERIES_OF[method](request), purpose)  # refusals are audited too
-                    response = behaviour(request, context)
+                    with calling(principal):  # handlers that keep records of who did what read it (transport.caller)
+                        response = behaviour(request, context)
                     if not ROLES[principal.role].sees_metadata and method == "Identify":
                         for candidate in response.candidates:
                             candidate.ClearField("metadata")
@@ -329,6 +359,7 @@ def _bursts(responses: Iterator, limit: int = 1024) -> Iterator[list]:
 
 
 _STATUS_BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
+_SERVICE = "shanakht.v1.IdentityService"
 ANONYMOUS_ADMIN = Principal("anonymous", "auth off", "admin", ("*",), 0.0)
 
 

@@ -112,6 +112,12 @@ class Settings:
         "required", "required (API key or client certificate on every call but health) or off", choices=("required", "off")
     )
     rate_limit: float = _setting(1000.0, "calls per second per principal (bursts of twice that); 0: unlimited", NOT_NEGATIVE)
+    session_idle_s: float = _setting(900.0, "a console session token expires after this many seconds unused", Bounds(at_least=5))
+    sign_in_max_failures: int = _setting(5, "consecutive failed sign-ins of a user that lock it", AT_LEAST_1)
+    sign_in_lockout_s: float = _setting(900.0, "seconds a user stays locked after too many failed sign-ins", NOT_NEGATIVE)
+    evidence_key_file: str = _setting(
+        "", "AES-256-GCM key sealing evidence images, mode 0600 (default DATA_DIR/evidence.key; replicas sharing a Redis store share one)"
+    )
     tls_cert: str = _setting("", "PEM server certificate: serve TLS instead of plaintext")
     tls_key: str = _setting("", "PEM private key of --tls-cert")
     client_ca: str = _setting("", "PEM CA bundle: require client certificates signed by it (mTLS)")
@@ -139,6 +145,10 @@ class Settings:
     @property
     def snapshot_dir(self) -> Path:
         return self.data_dir / "snapshots"
+
+    @property
+    def evidence_key_path(self) -> Path:
+        return Path(self.evidence_key_file) if self.evidence_key_file else self.data_dir / "evidence.key"
 
     @property
     def admin_key_path(self) -> Path:

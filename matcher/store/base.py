@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,6 +52,8 @@ class GalleryRecord:
     # When set (> 0), a 1:N candidate is a hit when its FPIR at the search's size is at most this,
     # instead of when its score reaches -log10(threshold_fmr): the threshold then follows the gallery's size.
     threshold_fpir: float = 0.0
+    # Keep each enrolled image sample's image as evidence (sealed, erased with the subject).
+    retain_images: bool = False
 
     def spec(self, modality: Modality) -> ModalitySpec | None:
         return next((m for m in self.modalities if m.modality is modality), None)
@@ -98,6 +100,7 @@ class TemplateInfo:
     modality: Modality
     model_id: str
     finger_position: int
+    has_image: bool = False  # its sample's image is kept as evidence
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,18 @@ class Change:
 
 
 @dataclass(frozen=True)
+class StoredSearch:
+    """A search record as a store keeps it: an opaque body (``matcher.adjudication``) and what lists filter on."""
+
+    search_id: str
+    created_at: float
+    examiner_id: str  # the searcher's key id
+    disputed: bool  # a candidate awaits a supervisor
+    awaiting: bool  # a candidate awaits a second examiner
+    body: str  # JSON
+
+
+@dataclass(frozen=True)
 class Principal:
     """Who may call the service: an API key (stored only as a salted hash) or a client certificate."""
 
@@ -141,6 +156,30 @@ class Principal:
     key_hash: bytes = b""
     cert_subject: str = ""  # the client certificate's common name, for mTLS principals
     revoked_at: float = 0.0
+    #: A console user's sign-in name (unique among users), else empty: an API key or certificate principal.
+    user: str = ""
+    #: The user's argon2id password hash (PHC string); empty for keys and certificates.
+    password_hash: str = ""
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A console user's signed-in session: a short-lived random token, stored only as its SHA-256."""
+
+    session_id: str
+    key_id: str  # the user's principal
+    token_hash: bytes
+    created_at: float
+    expires_at: float  # moves forward while the session is used (idle time-out)
+
+
+@dataclass(frozen=True)
+class SignInState:
+    """Consecutive failed sign-ins of one user name, kept in the store so a restart does not reset them."""
+
+    user: str
+    failures: int = 0
+    locked_until: float = 0.0
 
 
 class Store(abc.ABC):
@@ -240,6 +279,39 @@ class Store(abc.ABC):
         """Mark a principal revoked. Raises ``NotFound``."""
 
     @abc.abstractmethod
+    def principal_for_user(self, user: str) -> Principal | None:
+        """The (unrevoked) console user with this sign-in name."""
+
+    # -- console sign-in: sessions and failed attempts ----------------------------------------
+    @abc.abstractmethod
+    def put_session(self, session: SessionRecord) -> None:
+        """Store a new session."""
+
+    @abc.abstractmethod
+    def get_session(self, session_id: str) -> SessionRecord | None:
+        """One session by id (expired ones too: the caller decides)."""
+
+    @abc.abstractmethod
+    def touch_session(self, session_id: str, expires_at: float) -> None:
+        """Move a session's expiry forward (it was used)."""
+
+    @abc.abstractmethod
+    def delete_session(self, session_id: str) -> None:
+        """End a session; ending one that is gone is not an error."""
+
+    @abc.abstractmethod
+    def sign_in_state(self, user: str) -> SignInState:
+        """The user name's failed-attempt count and lock."""
+
+    @abc.abstractmethod
+    def count_sign_in_failure(self, user: str, max_failures: int, lock_until: float) -> SignInState:
+        """Atomically add one failure; the ``max_failures``-th locks the name until ``lock_until`` and restarts the count."""
+
+    @abc.abstractmethod
+    def clear_sign_in_failures(self, user: str) -> None:
+        """Forget the failures (a successful sign-in, or a lock that has run out)."""
+
+    @abc.abstractmethod
     def append_audit(self, payloads: Sequence[dict]) -> list[AuditRecord]:
         """Chain and durably append audit payloads, in order, in one write."""
 
@@ -250,6 +322,52 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def audit_head(self) -> tuple[int, str]:
         """The chain head: last sequence and hash, kept apart from the records."""
+
+    # -- evidence images and search records (sealed by ``matcher.evidence`` before they get here) ----
+    @abc.abstractmethod
+    def put_sample_images(self, gallery: str, subject_id: str, sealed: dict[int, bytes]) -> int:
+        """Keep sealed images by template id, durably; only for templates the subject still has. Returns how many were kept.
+
+        Deleting the subject, or replacing its enrolment, erases them with its templates.
+        """
+
+    @abc.abstractmethod
+    def sample_image(self, gallery: str, subject_id: str, template_id: int) -> bytes | None:
+        """The sealed image of one of the subject's templates, or None."""
+
+    @abc.abstractmethod
+    def put_search(self, search: StoredSearch, probes: dict[int, bytes]) -> None:
+        """Store a new search record and its sealed probe images (by sample index) in one durable write."""
+
+    @abc.abstractmethod
+    def get_search(self, search_id: str) -> StoredSearch | None:
+        """One search record."""
+
+    @abc.abstractmethod
+    def update_search(self, search_id: str, change: Callable[[StoredSearch], StoredSearch]) -> StoredSearch:
+        """Read, change and write back one record atomically (two examiners deciding at once both count). Raises ``NotFound``."""
+
+    @abc.abstractmethod
+    def list_searches(
+        self, examiner_id: str | None = None, only: str = "", offset: int = 0, limit: int = 50, oldest_first: bool = False
+    ) -> list[StoredSearch]:
+        """Records, newest first: one examiner's (or all), ``only`` "disputed" or "awaiting" ones (or all)."""
+
+    @abc.abstractmethod
+    def searches_between(self, since: float, until: float) -> Iterator[StoredSearch]:
+        """Every record made in [since, until), oldest first (oversight aggregates)."""
+
+    @abc.abstractmethod
+    def probe_image(self, search_id: str, sample_index: int) -> bytes | None:
+        """A search probe's sealed image, or None."""
+
+    @abc.abstractmethod
+    def sealed_images(self) -> Iterator[tuple[tuple, bytes]]:
+        """Every sealed image with its reference (``("sample", gallery, subject, template_id)`` or ``("probe", search_id, index)``)."""
+
+    @abc.abstractmethod
+    def reseal_image(self, reference: tuple, sealed: bytes) -> None:
+        """Replace one sealed image in place (key rotation); a reference that is gone is skipped."""
 
     @abc.abstractmethod
     def close(self) -> None:

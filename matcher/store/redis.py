@@ -27,8 +27,9 @@ from redis.exceptions import BusyLoadingError, ConnectionError, ResponseError, T
 from matcher.errors import AlreadyExists, NotFound, ShanakhtError, StoreUnavailable
 from matcher.store.audit import GENESIS, AuditRecord, chain
 from matcher.modalities import matcher_for, template_payload
-from matcher.store.base import Change, EnrollmentResult, GalleryRecord, ModalitySpec, NewEnrollment, Principal, Store, StoredTemplate, SubjectRecord, TemplateInfo  # noqa: E501
+from matcher.store.base import Change, EnrollmentResult, GalleryRecord, ModalitySpec, NewEnrollment, Principal, SessionRecord, SignInState, Store, StoredTemplate, SubjectRecord, TemplateInfo  # noqa: E501
 from matcher.templates import Modality
+from matcher.store.base import StoredSearch
 
 T = TypeVar("T")
 _OUTAGE = (ConnectionError, TimeoutError, BusyLoadingError, OSError)
@@ -53,7 +54,7 @@ if redis.call('EXISTS', skey) == 1 then
   for id in string.gmatch(replaced, '[^,]+') do
     local tkey = p .. ':template:' .. id
     redis.call('ZREM', p .. ':templates:' .. gallery .. ':' .. redis.call('HGET', tkey, 'modality'), id)
-    redis.call('DEL', tkey)
+    redis.call('DEL', tkey, p .. ':image:' .. id)
   end
 end
 local n = tonumber(ARGV[7])
@@ -83,7 +84,7 @@ local removed = redis.call('HGET', skey, 'template_ids')
 for id in string.gmatch(removed, '[^,]+') do
   local tkey = p .. ':template:' .. id
   redis.call('ZREM', p .. ':templates:' .. gallery .. ':' .. redis.call('HGET', tkey, 'modality'), id)
-  redis.call('DEL', tkey)
+  redis.call('DEL', tkey, p .. ':image:' .. id)
 end
 redis.call('DEL', skey)
 redis.call('SREM', p .. ':subjects:' .. gallery, subject)
@@ -96,9 +97,36 @@ _PUT_PRINCIPAL = """
 local p = ARGV[1]
 if redis.call('HEXISTS', p .. ':principals', ARGV[2]) == 1 then return 'EXISTS' end
 if ARGV[3] ~= '' and redis.call('HEXISTS', p .. ':principal_cert', ARGV[3]) == 1 then return 'EXISTS' end
+if ARGV[5] ~= '' and redis.call('HEXISTS', p .. ':principal_user', ARGV[5]) == 1 then return 'EXISTS' end
 redis.call('HSET', p .. ':principals', ARGV[2], ARGV[4])
 if ARGV[3] ~= '' then redis.call('HSET', p .. ':principal_cert', ARGV[3], ARGV[2]) end
+if ARGV[5] ~= '' then redis.call('HSET', p .. ':principal_user', ARGV[5], ARGV[2]) end
 return 'OK'
+"""
+
+# ARGV: prefix, user, max_failures, lock_until.  One failed sign-in, counted atomically across replicas.
+_SIGN_IN_FAILURE = """
+local key = ARGV[1] .. ':sign_in:' .. ARGV[2]
+local failures = redis.call('HINCRBY', key, 'failures', 1)
+if failures >= tonumber(ARGV[3]) then
+  redis.call('HSET', key, 'failures', 0, 'locked_until', ARGV[4])
+  return {0, ARGV[4]}
+end
+return {failures, redis.call('HGET', key, 'locked_until') or '0'}
+"""
+
+# ARGV: prefix, gallery, subject, then (template id, sealed image) pairs: kept only for the subject's own templates.
+_PUT_IMAGES = """
+local p, gallery, subject = ARGV[1], ARGV[2], ARGV[3]
+local kept = 0
+for i = 4, #ARGV, 2 do
+  local tkey = p .. ':template:' .. ARGV[i]
+  if redis.call('HGET', tkey, 'gallery') == gallery and redis.call('HGET', tkey, 'subject_id') == subject then
+    redis.call('SET', p .. ':image:' .. ARGV[i], ARGV[i + 1])
+    kept = kept + 1
+  end
+end
+return kept
 """
 
 _TEMPLATE_FIELDS = ("subject_id", "modality", "model_id", "finger_position", "vector")
@@ -118,6 +146,7 @@ def _gallery_json(record: GalleryRecord) -> str:
             "description": record.description,
             "quality_policy": record.quality_policy,
             "threshold_fpir": record.threshold_fpir,
+            "retain_images": record.retain_images,
             "modalities": [s.as_row() for s in record.modalities],
         }
     )
@@ -152,6 +181,8 @@ class RedisStore(Store):
         self._enroll = self._redis.register_script(_ENROLL)
         self._delete = self._redis.register_script(_DELETE)
         self._put_principal = self._redis.register_script(_PUT_PRINCIPAL)
+        self._put_images = self._redis.register_script(_PUT_IMAGES)
+        self._sign_in_failure = self._redis.register_script(_SIGN_IN_FAILURE)
 
     def key(self, *parts: object) -> str:
         return ":".join([self.prefix, *map(str, parts)])
@@ -231,7 +262,7 @@ class RedisStore(Store):
             records.append(
                 GalleryRecord(
                     name.decode(), data["threshold_fmr"], specs, data["description"], data.get("quality_policy", "warn"),
-                    data.get("threshold_fpir", 0.0),
+                    data.get("threshold_fpir", 0.0), bool(data.get("retain_images", False)),
                 )
             )
         return records
@@ -245,9 +276,11 @@ class RedisStore(Store):
         pipe = self._redis.pipeline(transaction=False)
         for template_id in ids:
             pipe.hmget(self.key("template", template_id), "modality", "model_id", "finger_position")
+            pipe.exists(self.key("image", template_id))
+        replies = pipe.execute()
         infos = [
-            TemplateInfo(template_id, Modality(int(m)), model.decode(), int(position))
-            for template_id, (m, model, position) in zip(ids, pipe.execute())
+            TemplateInfo(template_id, Modality(int(m)), model.decode(), int(position), bool(image))
+            for template_id, (m, model, position), image in zip(ids, replies[0::2], replies[1::2])
             if m is not None
         ]
         return SubjectRecord(
@@ -339,9 +372,13 @@ class RedisStore(Store):
 
     @_outage_safe
     def put_principal(self, principal: Principal) -> None:
-        reply = self._put_principal(args=[self.prefix, principal.key_id, principal.cert_subject, self._principal_json(principal)])
+        reply = self._put_principal(
+            args=[self.prefix, principal.key_id, principal.cert_subject, self._principal_json(principal), principal.user]
+        )
         if reply != b"OK":
-            raise AlreadyExists(f"principal {principal.key_id!r} or certificate subject {principal.cert_subject!r} exists")
+            raise AlreadyExists(
+                f"principal {principal.key_id!r}, certificate subject {principal.cert_subject!r} or user {principal.user!r} exists"
+            )
 
     @_outage_safe
     def principals(self) -> list[Principal]:
@@ -368,7 +405,61 @@ class RedisStore(Store):
         pipe.hset(self.key("principals"), key_id, self._principal_json(dataclasses.replace(principal, revoked_at=at)))
         if principal.cert_subject:
             pipe.hdel(self.key("principal_cert"), principal.cert_subject)
+        if principal.user:
+            pipe.hdel(self.key("principal_user"), principal.user)
         pipe.execute()
+
+    @_outage_safe
+    def principal_for_user(self, user: str) -> Principal | None:
+        key_id = self._redis.hget(self.key("principal_user"), user) if user else None
+        principal = self.get_principal(key_id.decode()) if key_id else None
+        return principal if principal and not principal.revoked_at else None
+
+    # -- console sessions and failed sign-ins: P:session:ID hash (expires with Redis's own TTL too), P:sign_in:USER hash
+    @_outage_safe
+    def put_session(self, session: SessionRecord) -> None:
+        key = self.key("session", session.session_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(key, mapping={"key_id": session.key_id, "token_hash": session.token_hash.hex(),
+                                "created_at": repr(session.created_at), "expires_at": repr(session.expires_at)})
+        pipe.expireat(key, int(session.expires_at) + 86_400)
+        pipe.execute()
+
+    @_outage_safe
+    def get_session(self, session_id: str) -> SessionRecord | None:
+        raw = self._redis.hgetall(self.key("session", session_id))
+        if not raw:
+            return None
+        return SessionRecord(session_id, raw[b"key_id"].decode(), bytes.fromhex(raw[b"token_hash"].decode()),
+                             float(raw[b"created_at"]), float(raw[b"expires_at"]))
+
+    @_outage_safe
+    def touch_session(self, session_id: str, expires_at: float) -> None:
+        key = self.key("session", session_id)
+        current = self._redis.hget(key, "expires_at")
+        if current is not None and float(current) < expires_at:  # gone, or already later: leave it
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hset(key, "expires_at", repr(expires_at))
+            pipe.expireat(key, int(expires_at) + 86_400)
+            pipe.execute()
+
+    @_outage_safe
+    def delete_session(self, session_id: str) -> None:
+        self._redis.delete(self.key("session", session_id))
+
+    @_outage_safe
+    def sign_in_state(self, user: str) -> SignInState:
+        raw = self._redis.hgetall(self.key("sign_in", user))
+        return SignInState(user, int(raw.get(b"failures", 0)), float(raw.get(b"locked_until", 0))) if raw else SignInState(user)
+
+    @_outage_safe
+    def count_sign_in_failure(self, user: str, max_failures: int, lock_until: float) -> SignInState:
+        failures, locked = self._sign_in_failure(args=[self.prefix, user, max_failures, repr(lock_until)])
+        return SignInState(user, int(failures), float(locked))
+
+    @_outage_safe
+    def clear_sign_in_failures(self, user: str) -> None:
+        self._redis.delete(self.key("sign_in", user))
 
     @_outage_safe
     def append_audit(self, payloads: Sequence[dict]) -> list[AuditRecord]:
@@ -406,6 +497,151 @@ class RedisStore(Store):
             return 0, GENESIS
         sequence, digest = raw.split(b" ")
         return int(sequence), digest.decode()
+
+    # -- evidence images and search records ---------------------------------------------------
+    # P:image:TID sealed image of a template (deleted with the template by the enroll and delete scripts);
+    # P:search:ID hash; P:searches, P:searches_by:EXAMINER, P:searches_disputed, P:searches_awaiting sorted sets
+    # by creation time; P:search_probes:ID hash sample index → sealed probe image.
+    @_outage_safe
+    def put_sample_images(self, gallery: str, subject_id: str, sealed: dict[int, bytes]) -> int:
+        if not sealed:
+            return 0
+        args: list[object] = [self.prefix, gallery, subject_id]
+        for template_id, blob in sealed.items():
+            args += [template_id, blob]
+        return int(self._put_images(args=args))
+
+    @_outage_safe
+    def sample_image(self, gallery: str, subject_id: str, template_id: int) -> bytes | None:
+        owner = self._redis.hmget(self.key("template", template_id), "gallery", "subject_id")
+        if owner != [gallery.encode(), subject_id.encode()]:
+            return None
+        return self._redis.get(self.key("image", template_id))
+
+    @staticmethod
+    def _search_from(search_id: str, raw: dict) -> StoredSearch:
+        return StoredSearch(search_id, float(raw[b"created_at"]), raw[b"examiner_id"].decode(), raw[b"disputed"] == b"1",
+                            raw[b"awaiting"] == b"1", raw[b"body"].decode())
+
+    def _write_search(self, pipe, search: StoredSearch) -> None:
+        pipe.hset(self.key("search", search.search_id), mapping={
+            "created_at": repr(search.created_at), "examiner_id": search.examiner_id, "disputed": int(search.disputed),
+            "awaiting": int(search.awaiting), "body": search.body})
+        for flag, on in (("disputed", search.disputed), ("awaiting", search.awaiting)):
+            if on:
+                pipe.zadd(self.key("searches_" + flag), {search.search_id: search.created_at})
+            else:
+                pipe.zrem(self.key("searches_" + flag), search.search_id)
+
+    @_outage_safe
+    def put_search(self, search: StoredSearch, probes: dict[int, bytes]) -> None:
+        if self._redis.exists(self.key("search", search.search_id)):
+            raise AlreadyExists(f"search {search.search_id!r} exists")
+        pipe = self._redis.pipeline(transaction=True)
+        self._write_search(pipe, search)
+        pipe.zadd(self.key("searches"), {search.search_id: search.created_at})
+        pipe.zadd(self.key("searches_by", search.examiner_id), {search.search_id: search.created_at})
+        if probes:
+            pipe.hset(self.key("search_probes", search.search_id), mapping={str(i): blob for i, blob in probes.items()})
+        pipe.execute()
+
+    @_outage_safe
+    def get_search(self, search_id: str) -> StoredSearch | None:
+        raw = self._redis.hgetall(self.key("search", search_id))
+        return self._search_from(search_id, raw) if raw else None
+
+    @_outage_safe
+    def update_search(self, search_id: str, change: Callable[[StoredSearch], StoredSearch]) -> StoredSearch:
+        """Optimistic: WATCH the record, change it, write it back; a concurrent writer makes us redo it on theirs."""
+        key = self.key("search", search_id)
+        while True:
+            with self._redis.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.hgetall(key)
+                    if not raw:
+                        raise NotFound(f"search {search_id!r} does not exist")
+                    updated = change(self._search_from(search_id, raw))
+                    pipe.multi()
+                    self._write_search(pipe, updated)
+                    pipe.execute()
+                    return updated
+                except WatchError:
+                    continue
+
+    @_outage_safe
+    def list_searches(
+        self, examiner_id: str | None = None, only: str = "", offset: int = 0, limit: int = 50, oldest_first: bool = False
+    ) -> list[StoredSearch]:
+        if examiner_id is not None:
+            index = self.key("searches_by", examiner_id)
+        elif only in ("disputed", "awaiting"):
+            index = self.key("searches_" + only)
+        else:
+            index = self.key("searches")
+        filtered = examiner_id is not None and only in ("disputed", "awaiting")
+        found: list[StoredSearch] = []
+        skipped, start = 0, 0
+        while len(found) < limit:
+            ids = (self._redis.zrange if oldest_first else self._redis.zrevrange)(index, start, start + 499)
+            if not ids:
+                break
+            start += len(ids)
+            pipe = self._redis.pipeline(transaction=False)
+            for search_id in ids:
+                pipe.hgetall(self.key("search", search_id.decode()))
+            for search_id, raw in zip(ids, pipe.execute()):
+                if not raw:
+                    continue
+                record = self._search_from(search_id.decode(), raw)
+                if filtered and not getattr(record, only):
+                    continue
+                if skipped < offset:
+                    skipped += 1
+                    continue
+                found.append(record)
+                if len(found) == limit:
+                    break
+        return found
+
+    @_outage_safe
+    def searches_between(self, since: float, until: float) -> Iterator[StoredSearch]:
+        start = 0
+        while True:
+            ids = self._redis.zrangebyscore(self.key("searches"), since, f"({until}", start=start, num=1000)
+            if not ids:
+                return
+            start += len(ids)
+            pipe = self._redis.pipeline(transaction=False)
+            for search_id in ids:
+                pipe.hgetall(self.key("search", search_id.decode()))
+            yield from (self._search_from(i.decode(), raw) for i, raw in zip(ids, pipe.execute()) if raw)
+
+    @_outage_safe
+    def probe_image(self, search_id: str, sample_index: int) -> bytes | None:
+        return self._redis.hget(self.key("search_probes", search_id), str(sample_index))
+
+    @_outage_safe
+    def sealed_images(self) -> Iterator[tuple[tuple, bytes]]:
+        for key in self._redis.scan_iter(match=self.key("image", "*"), count=500):
+            template_id = int(key.rsplit(b":", 1)[1])
+            owner = self._redis.hmget(self.key("template", template_id), "gallery", "subject_id")
+            blob = self._redis.get(key)
+            if blob is not None and owner[0] is not None:
+                yield ("sample", owner[0].decode(), owner[1].decode(), template_id), blob
+        for key in self._redis.scan_iter(match=self.key("search_probes", "*"), count=500):
+            search_id = key.decode()[len(self.key("search_probes", "")):]
+            for index, blob in self._redis.hgetall(key).items():
+                yield ("probe", search_id, int(index)), blob
+
+    @_outage_safe
+    def reseal_image(self, reference: tuple, sealed: bytes) -> None:
+        if reference[0] == "sample":
+            self._redis.set(self.key("image", reference[3]), sealed, xx=True)
+        else:
+            key = self.key("search_probes", reference[1])
+            if self._redis.hexists(key, str(reference[2])):
+                self._redis.hset(key, str(reference[2]), sealed)
 
     def close(self) -> None:
         self._redis.close()

@@ -11,14 +11,15 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from matcher.errors import AlreadyExists, NotFound, ShanakhtError
 from matcher.store.audit import GENESIS, AuditRecord, chain
 from matcher.modalities import matcher_for, template_payload
-from matcher.store.base import Change, EnrollmentResult, GalleryRecord, ModalitySpec, NewEnrollment, Principal, Store, StoredTemplate, SubjectRecord, TemplateInfo  # noqa: E501
+from matcher.store.base import Change, EnrollmentResult, GalleryRecord, ModalitySpec, NewEnrollment, Principal, SessionRecord, SignInState, Store, StoredTemplate, SubjectRecord, TemplateInfo  # noqa: E501
 from matcher.templates import Modality
+from matcher.store.base import StoredSearch
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS galleries (
@@ -61,6 +62,18 @@ CREATE TABLE IF NOT EXISTS principals (
     cert_subject TEXT NOT NULL,
     revoked_at   REAL NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id TEXT PRIMARY KEY,
+    key_id     TEXT NOT NULL,
+    token_hash BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sign_in_failures (
+    user         TEXT PRIMARY KEY,
+    failures     INTEGER NOT NULL,
+    locked_until REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     sequence  INTEGER PRIMARY KEY,
     prev_hash TEXT NOT NULL,
@@ -88,6 +101,35 @@ CREATE TABLE IF NOT EXISTS changes (
 );
 """
 
+# Evidence images and search records.  Images are sealed (``matcher.evidence``) before they get here;
+# ``secure_delete`` zeroes what a delete frees, and deletes that erase images checkpoint the WAL
+# with TRUNCATE, so an erased image's ciphertext is left neither in the database file nor in its WAL.
+_EVIDENCE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sample_images (
+    template_id INTEGER PRIMARY KEY,
+    gallery     TEXT NOT NULL,
+    subject_id  TEXT NOT NULL,
+    sealed      BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sample_images_by_subject ON sample_images (gallery, subject_id);
+CREATE TABLE IF NOT EXISTS searches (
+    search_id   TEXT PRIMARY KEY,
+    created_at  REAL NOT NULL,
+    examiner_id TEXT NOT NULL,
+    disputed    INTEGER NOT NULL,
+    awaiting    INTEGER NOT NULL,
+    body        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS searches_by_time ON searches (created_at);
+CREATE INDEX IF NOT EXISTS searches_by_examiner ON searches (examiner_id, created_at);
+CREATE TABLE IF NOT EXISTS search_probes (
+    search_id    TEXT NOT NULL,
+    sample_index INTEGER NOT NULL,
+    sealed       BLOB NOT NULL,
+    PRIMARY KEY (search_id, sample_index)
+);
+"""
+
 
 def _specs_to_json(specs: Sequence[ModalitySpec]) -> str:
     return json.dumps([s.as_row() for s in specs])
@@ -109,13 +151,22 @@ class SQLiteStore(Store):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA secure_delete=ON")  # freed pages are zeroed: erased evidence leaves no ciphertext behind
         self._db.executescript(_SCHEMA)
+        self._db.executescript(_EVIDENCE_SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(galleries)")}
         if "quality_policy" not in columns:  # stores created before per-gallery quality policies
             self._db.execute("ALTER TABLE galleries ADD COLUMN quality_policy TEXT NOT NULL DEFAULT 'warn'")
         if "threshold_fpir" not in columns:  # stores created before FPIR thresholds
             self._db.execute("ALTER TABLE galleries ADD COLUMN threshold_fpir REAL NOT NULL DEFAULT 0")
+        if "retain_images" not in columns:  # stores created before evidence images
+            self._db.execute("ALTER TABLE galleries ADD COLUMN retain_images INTEGER NOT NULL DEFAULT 0")
+        principal_columns = {row[1] for row in self._db.execute("PRAGMA table_info(principals)")}
+        if "user" not in principal_columns:  # stores created before console users
+            self._db.execute("ALTER TABLE principals ADD COLUMN user TEXT NOT NULL DEFAULT ''")
+            self._db.execute("ALTER TABLE principals ADD COLUMN password_hash TEXT NOT NULL DEFAULT ''")
         self._audit_head: tuple[int, str] | None = None  # (sequence, hash) of the last record we know of
+        self._erased = False  # this transaction deleted evidence images (checkpoint the WAL after it)
         # Reads on the request path (candidate metadata) get a connection per thread: in WAL mode
         # they see every committed write and never wait for a writer's commit (an audit group
         # commit held the one connection's lock for 36% of Identify's time under 8 clients).
@@ -151,10 +202,10 @@ class SQLiteStore(Store):
                 if exists:
                     raise AlreadyExists(f"gallery {gallery.name!r} already exists")
                 self._db.execute(
-                    "INSERT INTO galleries (name, threshold_fmr, modalities, description, created_at, quality_policy, threshold_fpir)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO galleries (name, threshold_fmr, modalities, description, created_at, quality_policy, threshold_fpir,"
+                    " retain_images) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (gallery.name, gallery.threshold_fmr, _specs_to_json(gallery.modalities), gallery.description, time.time(),
-                     gallery.quality_policy, gallery.threshold_fpir),
+                     gallery.quality_policy, gallery.threshold_fpir, int(gallery.retain_images)),
                 )
                 sequence = self._append_change(gallery.name, "", "gallery", [])
                 self._db.execute("COMMIT")
@@ -181,6 +232,9 @@ class SQLiteStore(Store):
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            if self._erased:  # a replacement erased images: leave no ciphertext in the WAL either
+                self._erased = False
+                self._truncate_wal()
         return results
 
     def _enroll_one(self, item: NewEnrollment) -> EnrollmentResult:
@@ -202,6 +256,10 @@ class SQLiteStore(Store):
                 )
             )
             self._db.execute("DELETE FROM templates WHERE gallery = ? AND subject_id = ?", (item.gallery, item.subject_id))
+            if self._db.execute(
+                "DELETE FROM sample_images WHERE gallery = ? AND subject_id = ?", (item.gallery, item.subject_id)
+            ).rowcount:
+                self._erased = True
         template_ids = []
         for template in item.templates:
             cursor = self._db.execute(
@@ -241,22 +299,28 @@ class SQLiteStore(Store):
                 )
                 self._db.execute("DELETE FROM templates WHERE gallery = ? AND subject_id = ?", (gallery, subject_id))
                 self._db.execute("DELETE FROM subjects WHERE gallery = ? AND subject_id = ?", (gallery, subject_id))
+                erased = self._db.execute(
+                    "DELETE FROM sample_images WHERE gallery = ? AND subject_id = ?", (gallery, subject_id)
+                ).rowcount
                 sequence = self._append_change(gallery, subject_id, "delete", removed)
                 self._db.execute("COMMIT")
-                return sequence, removed
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            if erased:
+                self._truncate_wal()
+            return sequence, removed
 
     # -- reads ----------------------------------------------------------------------------
     def galleries(self) -> list[GalleryRecord]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT name, threshold_fmr, modalities, description, quality_policy, threshold_fpir FROM galleries ORDER BY name"
+                "SELECT name, threshold_fmr, modalities, description, quality_policy, threshold_fpir, retain_images FROM galleries"
+                " ORDER BY name"
             ).fetchall()
         return [
-            GalleryRecord(name, fmr, _specs_from_json(specs), description, policy, fpir)
-            for name, fmr, specs, description, policy, fpir in rows
+            GalleryRecord(name, fmr, _specs_from_json(specs), description, policy, fpir, bool(retain))
+            for name, fmr, specs, description, policy, fpir, retain in rows
         ]
 
     def get_subject(self, gallery: str, subject_id: str) -> SubjectRecord:
@@ -268,15 +332,16 @@ class SQLiteStore(Store):
             if row is None:
                 raise NotFound(f"subject {subject_id!r} is not enrolled in gallery {gallery!r}")
             templates = self._db.execute(
-                "SELECT template_id, modality, model_id, finger_position FROM templates"
-                " WHERE gallery = ? AND subject_id = ? ORDER BY template_id",
+                "SELECT t.template_id, t.modality, t.model_id, t.finger_position, i.template_id IS NOT NULL FROM templates t"
+                " LEFT JOIN sample_images i ON i.template_id = t.template_id"
+                " WHERE t.gallery = ? AND t.subject_id = ? ORDER BY t.template_id",
                 (gallery, subject_id),
             ).fetchall()
         return SubjectRecord(
             gallery=gallery,
             subject_id=subject_id,
             metadata=json.loads(row[0]),
-            templates=tuple(TemplateInfo(t, Modality(m), model, pos) for t, m, model, pos in templates),
+            templates=tuple(TemplateInfo(t, Modality(m), model, pos, bool(image)) for t, m, model, pos, image in templates),
             enrolled_at=row[1],
             sequence=row[2],
         )
@@ -343,12 +408,13 @@ class SQLiteStore(Store):
         return int(row[0] or 0)
 
     # -- principals and audit --------------------------------------------------------------
-    _PRINCIPAL_COLUMNS = "key_id, name, role, galleries, created_at, key_salt, key_hash, cert_subject, revoked_at"
+    _PRINCIPAL_COLUMNS = "key_id, name, role, galleries, created_at, key_salt, key_hash, cert_subject, revoked_at, user, password_hash"
 
     @staticmethod
     def _principal(row: tuple) -> Principal:
-        key_id, name, role, galleries, created, salt, digest, subject, revoked = row
-        return Principal(key_id, name, role, tuple(json.loads(galleries)), created, bytes(salt), bytes(digest), subject, revoked)
+        key_id, name, role, galleries, created, salt, digest, subject, revoked, user, password_hash = row
+        return Principal(key_id, name, role, tuple(json.loads(galleries)), created, bytes(salt), bytes(digest), subject, revoked,
+                         user, password_hash)
 
     def put_principal(self, principal: Principal) -> None:
         with self._lock:
@@ -360,10 +426,15 @@ class SQLiteStore(Store):
                 ).fetchone()
                 if taken:
                     raise AlreadyExists(f"principal {principal.key_id!r} or certificate subject {principal.cert_subject!r} exists")
+                if principal.user and self._db.execute(
+                    "SELECT 1 FROM principals WHERE user = ? AND revoked_at = 0", (principal.user,)
+                ).fetchone():
+                    raise AlreadyExists(f"user {principal.user!r} exists")
                 self._db.execute(
-                    f"INSERT INTO principals ({self._PRINCIPAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO principals ({self._PRINCIPAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (principal.key_id, principal.name, principal.role, json.dumps(list(principal.galleries)), principal.created_at,
-                     principal.key_salt, principal.key_hash, principal.cert_subject, principal.revoked_at),
+                     principal.key_salt, principal.key_hash, principal.cert_subject, principal.revoked_at,
+                     principal.user, principal.password_hash),
                 )
                 self._db.execute("COMMIT")
             except BaseException:
@@ -386,6 +457,64 @@ class SQLiteStore(Store):
                 f"SELECT {self._PRINCIPAL_COLUMNS} FROM principals WHERE cert_subject = ? AND revoked_at = 0", (subject,)
             ).fetchone()
         return self._principal(row) if row else None
+
+    def principal_for_user(self, user: str) -> Principal | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {self._PRINCIPAL_COLUMNS} FROM principals WHERE user = ? AND user != '' AND revoked_at = 0", (user,)
+            ).fetchone()
+        return self._principal(row) if row else None
+
+    # -- console sessions and failed sign-ins ----------------------------------------------
+    def put_session(self, session: SessionRecord) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO sessions (session_id, key_id, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                (session.session_id, session.key_id, session.token_hash, session.created_at, session.expires_at),
+            )
+            # Sessions that ran out long ago are of no use to anyone: drop them as new ones arrive.
+            self._db.execute("DELETE FROM sessions WHERE expires_at < ?", (time.time() - 86_400,))
+
+    def get_session(self, session_id: str) -> SessionRecord | None:
+        row = self._reader().execute(
+            "SELECT session_id, key_id, token_hash, created_at, expires_at FROM sessions WHERE session_id = ?", (session_id,)
+        ).fetchone()
+        return SessionRecord(row[0], row[1], bytes(row[2]), row[3], row[4]) if row else None
+
+    def touch_session(self, session_id: str, expires_at: float) -> None:
+        with self._lock:
+            self._db.execute("UPDATE sessions SET expires_at = MAX(expires_at, ?) WHERE session_id = ?", (expires_at, session_id))
+
+    def delete_session(self, session_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))
+
+    def sign_in_state(self, user: str) -> SignInState:
+        with self._lock:
+            row = self._db.execute("SELECT failures, locked_until FROM sign_in_failures WHERE user = ?", (user,)).fetchone()
+        return SignInState(user, int(row[0]), float(row[1])) if row else SignInState(user)
+
+    def count_sign_in_failure(self, user: str, max_failures: int, lock_until: float) -> SignInState:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT failures FROM sign_in_failures WHERE user = ?", (user,)).fetchone()
+                failures = (int(row[0]) if row else 0) + 1
+                locked = lock_until if failures >= max_failures else 0.0
+                state = SignInState(user, 0 if locked else failures, locked)
+                self._db.execute(
+                    "INSERT OR REPLACE INTO sign_in_failures (user, failures, locked_until) VALUES (?, ?, ?)",
+                    (user, state.failures, state.locked_until),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return state
+
+    def clear_sign_in_failures(self, user: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM sign_in_failures WHERE user = ?", (user,))
 
     def revoke_principal(self, key_id: str, at: float) -> None:
         with self._lock:
@@ -449,8 +578,170 @@ class SQLiteStore(Store):
             row = self._db.execute("SELECT sequence, hash FROM audit_head WHERE id = 1").fetchone()
         return (int(row[0]), row[1]) if row else (0, GENESIS)
 
+    # -- evidence images and search records -------------------------------------------------
+    def _truncate_wal(self) -> None:
+        """Copy the WAL into the database and empty it: erased pages' old versions leave the WAL file."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def put_sample_images(self, gallery: str, subject_id: str, sealed: dict[int, bytes]) -> int:
+        kept = 0
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for template_id, blob in sealed.items():
+                    cursor = self._db.execute(
+                        "INSERT OR REPLACE INTO sample_images (template_id, gallery, subject_id, sealed)"
+                        " SELECT template_id, gallery, subject_id, ? FROM templates"
+                        " WHERE template_id = ? AND gallery = ? AND subject_id = ?",
+                        (blob, template_id, gallery, subject_id),
+                    )
+                    kept += cursor.rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return kept
+
+    def sample_image(self, gallery: str, subject_id: str, template_id: int) -> bytes | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT sealed FROM sample_images WHERE template_id = ? AND gallery = ? AND subject_id = ?",
+                (template_id, gallery, subject_id),
+            ).fetchone()
+        return bytes(row[0]) if row else None
+
+    _SEARCH_COLUMNS = "search_id, created_at, examiner_id, disputed, awaiting, body"
+
+    @staticmethod
+    def _search(row: tuple) -> StoredSearch:
+        search_id, created_at, examiner_id, disputed, awaiting, body = row
+        return StoredSearch(search_id, created_at, examiner_id, bool(disputed), bool(awaiting), body)
+
+    def put_search(self, search: StoredSearch, probes: dict[int, bytes]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    f"INSERT INTO searches ({self._SEARCH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                    (search.search_id, search.created_at, search.examiner_id, int(search.disputed), int(search.awaiting), search.body),
+                )
+                self._db.executemany(
+                    "INSERT INTO search_probes (search_id, sample_index, sealed) VALUES (?, ?, ?)",
+                    [(search.search_id, index, blob) for index, blob in probes.items()],
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.IntegrityError:
+                self._db.execute("ROLLBACK")
+                raise AlreadyExists(f"search {search.search_id!r} exists") from None
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def get_search(self, search_id: str) -> StoredSearch | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {self._SEARCH_COLUMNS} FROM searches WHERE search_id = ?", (search_id,)).fetchone()
+        return self._search(row) if row else None
+
+    def update_search(self, search_id: str, change: Callable[[StoredSearch], StoredSearch]) -> StoredSearch:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(f"SELECT {self._SEARCH_COLUMNS} FROM searches WHERE search_id = ?", (search_id,)).fetchone()
+                if row is None:
+                    raise NotFound(f"search {search_id!r} does not exist")
+                updated = change(self._search(row))
+                self._db.execute(
+                    "UPDATE searches SET disputed = ?, awaiting = ?, body = ? WHERE search_id = ?",
+                    (int(updated.disputed), int(updated.awaiting), updated.body, search_id),
+                )
+                self._db.execute("COMMIT")
+                return updated
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def list_searches(
+        self, examiner_id: str | None = None, only: str = "", offset: int = 0, limit: int = 50, oldest_first: bool = False
+    ) -> list[StoredSearch]:
+        conditions, values = [], []
+        if examiner_id is not None:
+            conditions.append("examiner_id = ?")
+            values.append(examiner_id)
+        if only in ("disputed", "awaiting"):
+            conditions.append(f"{only} = 1")
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        order = "ASC" if oldest_first else "DESC"
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {self._SEARCH_COLUMNS} FROM searches {where} ORDER BY created_at {order}, search_id {order} LIMIT ? OFFSET ?",
+                (*values, limit, offset),
+            ).fetchall()
+        return [self._search(row) for row in rows]
+
+    def searches_between(self, since: float, until: float) -> Iterator[StoredSearch]:
+        last_time, last_id = since, ""
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT {self._SEARCH_COLUMNS} FROM searches WHERE (created_at > ? OR (created_at = ? AND search_id > ?))"
+                    " AND created_at < ? ORDER BY created_at, search_id LIMIT 1000",
+                    (last_time, last_time, last_id, until),
+                ).fetchall()
+            if not rows:
+                return
+            last_time, last_id = rows[-1][1], rows[-1][0]
+            yield from (self._search(row) for row in rows)
+
+    def probe_image(self, search_id: str, sample_index: int) -> bytes | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT sealed FROM search_probes WHERE search_id = ? AND sample_index = ?", (search_id, sample_index)
+            ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def sealed_images(self) -> Iterator[tuple[tuple, bytes]]:
+        last = -1
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT template_id, gallery, subject_id, sealed FROM sample_images WHERE template_id > ? ORDER BY template_id LIMIT 500",
+                    (last,),
+                ).fetchall()
+            if not rows:
+                break
+            last = rows[-1][0]
+            yield from ((("sample", gallery, subject, template_id), bytes(blob)) for template_id, gallery, subject, blob in rows)
+        after = ("", -1)
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT search_id, sample_index, sealed FROM search_probes WHERE (search_id, sample_index) > (?, ?)"
+                    " ORDER BY search_id, sample_index LIMIT 500",
+                    after,
+                ).fetchall()
+            if not rows:
+                return
+            after = (rows[-1][0], rows[-1][1])
+            yield from ((("probe", search_id, index), bytes(blob)) for search_id, index, blob in rows)
+
+    def reseal_image(self, reference: tuple, sealed: bytes) -> None:
+        with self._lock:
+            if reference[0] == "sample":
+                _, gallery, subject, template_id = reference
+                self._db.execute(
+                    "UPDATE sample_images SET sealed = ? WHERE template_id = ? AND gallery = ? AND subject_id = ?",
+                    (sealed, template_id, gallery, subject),
+                )
+            else:
+                _, search_id, index = reference
+                self._db.execute("UPDATE search_probes SET sealed = ? WHERE search_id = ? AND sample_index = ?", (sealed, search_id, index))
+
     def close(self) -> None:
         with self._lock:
+            try:  # empty the WAL even when another process keeps it open: rewritten evidence leaves no old frames
+                self._truncate_wal()
+            except sqlite3.Error:
+                pass
             for connection in self._reader_connections:
                 connection.close()
             self._reader_connections.clear()

@@ -23,11 +23,15 @@ from shanakht.v1 import identity_pb2 as pb
 
 DEADLINE_S = 10.0
 METHODS = ["Enroll", "EnrollStream", "Identify", "Verify", "ExtractTemplate", "GetSubject", "DeleteSubject",
-           "CreateGallery", "ListGalleries", "GalleryStats"]
+           "CreateGallery", "ListGalleries", "GalleryStats", "GetImage", "ListSearches", "GetSearch", "RecordDecision",
+           "VerificationQueue", "GetOversightReport"]
 REQUEST_TYPES = {
     "Enroll": pb.EnrollRequest, "EnrollStream": pb.EnrollRequest, "Identify": pb.IdentifyRequest, "Verify": pb.VerifyRequest,
     "ExtractTemplate": pb.ExtractTemplateRequest, "GetSubject": pb.GetSubjectRequest, "DeleteSubject": pb.DeleteSubjectRequest,
     "CreateGallery": pb.CreateGalleryRequest, "ListGalleries": pb.ListGalleriesRequest, "GalleryStats": pb.GalleryStatsRequest,
+    "GetImage": pb.GetImageRequest, "ListSearches": pb.ListSearchesRequest, "GetSearch": pb.GetSearchRequest,
+    "RecordDecision": pb.RecordDecisionRequest, "VerificationQueue": pb.VerificationQueueRequest,
+    "GetOversightReport": pb.OversightReportRequest,
 }
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR"
@@ -90,6 +94,21 @@ requests = {
                                                              dimension=st.integers(0, 2**32 - 1)), max_size=3)),
     "ListGalleries": st.builds(pb.ListGalleriesRequest),
     "GalleryStats": st.builds(pb.GalleryStatsRequest, galleries=st.lists(names, max_size=3)),
+    "GetImage": st.one_of(
+        st.builds(pb.GetImageRequest, purpose=st.text(max_size=20)),
+        st.builds(lambda g, s, t, p: pb.GetImageRequest(sample=pb.SampleImageRef(gallery=g, subject_id=s, template_id=t), purpose=p),
+                  names, names, st.integers(-(2**63), 2**63 - 1), st.text(max_size=20)),
+        st.builds(lambda s, i, p: pb.GetImageRequest(probe=pb.ProbeImageRef(search_id=s, sample_index=i), purpose=p),
+                  st.text(max_size=30), st.integers(0, 2**32 - 1), st.text(max_size=20)),
+    ),
+    "ListSearches": st.builds(pb.ListSearchesRequest, everyone=st.booleans(), disputed_only=st.booleans(),
+                              page_size=st.integers(0, 2**32 - 1), page_token=st.text(max_size=12)),
+    "GetSearch": st.builds(pb.GetSearchRequest, search_id=st.text(max_size=30)),
+    "RecordDecision": st.builds(pb.RecordDecisionRequest, search_id=st.text(max_size=30), gallery=names, subject_id=names,
+                                kind=st.integers(0, 5), reason=st.text(max_size=40)),
+    "VerificationQueue": st.builds(pb.VerificationQueueRequest, page_size=st.integers(0, 2**32 - 1)),
+    "GetOversightReport": st.builds(pb.OversightReportRequest, since=st.floats(allow_nan=True, allow_infinity=True),
+                                    until=st.floats(allow_nan=True, allow_infinity=True)),
 }
 calls = st.one_of(
     *[st.tuples(st.just(m), s.map(lambda r: r.SerializeToString())) for m, s in requests.items()],

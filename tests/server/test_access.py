@@ -20,7 +20,7 @@ ROLES = ["checkpoint", "investigator", "intake", "admin"]
 ALLOWED = {
     "checkpoint": {"Identify"},
     "investigator": {"Identify", "Verify", "GetSubject", "ExtractTemplate", "ListGalleries"},
-    "intake": {"Enroll", "Verify", "Identify", "ExtractTemplate"},
+    "intake": {"Enroll", "Verify", "Identify", "ExtractTemplate", "GetSubject"},
     "admin": {"Enroll", "EnrollStream", "Identify", "Verify", "ExtractTemplate", "GetSubject", "DeleteSubject",
               "CreateGallery", "ListGalleries", "GalleryStats"},
 }

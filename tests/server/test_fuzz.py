@@ -1,4 +1,4 @@
-"""10,000 generated inputs across the RPCs: no crash, no hang, the server healthy afterwards."""
+"""10,000 generated inputs across the RPCs (casework ones included): no crash, no hang, the server healthy afterwards."""
 
 from __future__ import annotations
 
