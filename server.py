@@ -42,6 +42,10 @@ from transport import logs
 from transport.audit import AuditTrail
 from transport.caller import caller
 from transport.casework import Casework, retain_by_default
+from transport import transaction
+from enrollment.transaction.reader import Mapping
+from matcher.deduplication import Deduplication
+from transport.deduplication import DeduplicationService
 from matcher.evidence import Keyring
 from transport.auth import Authenticator, TokenBucket, create_key
 from transport.extraction import SampleDecoder
@@ -71,6 +75,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         self.sessions: SessionAuthority | None = None  # console sign-in; set by start()
         self.authenticator: Authenticator | None = None
         self.casework: Casework | None = None  # evidence images, search records, decisions; set by start()
+        self.transaction_mapping = Mapping.load(Path(settings.transaction_mapping) if settings.transaction_mapping else None)  # ANSI/NIST-ITL fields → subject id, metadata
 
     @staticmethod
     def _candidate(candidate: Candidate, metadata: Mapping[str, str]) -> pb.Candidate:
@@ -131,6 +136,14 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             raise outcome
         self._keep_images(item, evidence, outcome)
         return self._enroll_response(outcome, quality)
+
+    def EnrollTransaction(self, request: pb.EnrollTransactionRequest, context: grpc.ServicerContext) -> pb.EnrollTransactionResponse:
+        enroll, parsed = transaction.enroll_request(request, self.transaction_mapping)
+        try:
+            enrolled = self.Enroll(enroll, context)
+        except InvalidArgument as error:
+            raise transaction.about_record(error, parsed) from error
+        return transaction.response(enrolled, enroll, parsed)
 
     def EnrollStream(self, request_iterator: Iterator[pb.EnrollRequest], context: grpc.ServicerContext):
         """Group commit: items that arrive together are made durable in one write, then acknowledged."""
@@ -376,6 +389,22 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             store_sequence=self.galleries.store.last_sequence(),
         )
 
+    # -- de-duplication runs: transport.deduplication ------------------------------------------
+    def StartDeduplication(self, request: pb.StartDeduplicationRequest, context: grpc.ServicerContext) -> pb.DeduplicationJob:
+        return self.deduplication.start(request, caller())
+
+    def WatchDeduplication(self, request: pb.DeduplicationJobRequest, context: grpc.ServicerContext):
+        yield from self.deduplication.watch(request, context.is_active)
+
+    def CancelDeduplication(self, request: pb.DeduplicationJobRequest, context: grpc.ServicerContext) -> pb.DeduplicationJob:
+        return self.deduplication.cancel(request)
+
+    def ListDeduplicationJobs(self, request: pb.ListDeduplicationJobsRequest, context: grpc.ServicerContext) -> pb.ListDeduplicationJobsResponse:
+        return self.deduplication.list()
+
+    def GetDeduplicationReport(self, request: pb.DeduplicationJobRequest, context: grpc.ServicerContext) -> pb.DeduplicationReport:
+        return self.deduplication.report(request)
+
 
 @dataclass
 class RunningServer:
@@ -388,12 +417,15 @@ class RunningServer:
     settings: Settings
     _snapshotter: threading.Event
     audit: AuditTrail
+    deduplication: Deduplication | None = None  # background de-duplication runs, stopped before the store closes
 
     def stop(self, grace: float | None = None) -> None:
         """Drain in-flight RPCs, snapshot the indexes, close the store."""
         self.health.enter_graceful_shutdown()
         self._snapshotter.set()
         self.server.stop(self.settings.shutdown_grace_s if grace is None else grace).wait()
+        if self.deduplication is not None:
+            self.deduplication.stop()  # runs stay RUNNING and resume from their cursor at the next start
         self.galleries.stop_following()
         self.audit.close()
         self.galleries.snapshot()
@@ -517,6 +549,9 @@ def start(settings: Settings) -> RunningServer:
     servicer = IdentityServicer(galleries, settings, loaded.decoder, loaded.default_modalities)
     servicer.sessions, servicer.authenticator = sessions, authenticator
     servicer.casework = Casework(galleries, keyring)
+    # De-duplication runs (transport.deduplication): those left RUNNING by a previous process resume.
+    deduplication = Deduplication(galleries, settings.dedup_options)
+    servicer.deduplication = DeduplicationService(deduplication)
     pb_grpc.add_IdentityServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -544,7 +579,8 @@ def start(settings: Settings) -> RunningServer:
         "serving",
         extra={"host": settings.host, "port": port, "data_dir": str(settings.data_dir), "galleries": galleries.names()},
     )
-    return RunningServer(server, port, galleries, health_servicer, settings, stop_snapshots, audit)
+    deduplication.resume()
+    return RunningServer(server, port, galleries, health_servicer, settings, stop_snapshots, audit, deduplication)
 
 
 def serve(settings: Settings) -> None:

@@ -22,6 +22,8 @@ from matcher.finger.iso19794 import FORMAT_ID as FINGER_FORMAT
 from transport import settings as settings_module
 from matcher.errors import ShanakhtError
 from shanakht.client import connect, resolve_key
+from cli.dedup import Helpers as DedupHelpers, add_dedup_commands
+from cli.transactions import add_import_command
 from shanakht.v1 import identity_pb2 as pb
 from shanakht.v1 import identity_pb2_grpc as pb_grpc
 
@@ -512,6 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     export_audit.add_argument("--output", default="", help="file (default: standard output)")
     _store_arguments(export_audit)
     export_audit.set_defaults(func=cmd_audit_export)
+
+    add_dedup_commands(sub, _client, DedupHelpers(_stub, _show, _table))  # de-duplication runs: cli/dedup.py
+    add_import_command(sub, _client, _stub)  # ANSI/NIST-ITL transactions: cli/transactions.py
     return parser
 
 

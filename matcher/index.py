@@ -276,7 +276,15 @@ class VectorIndex(RebuildingIndex):
             return [self._batcher.search(queries[0], top_subjects)]
         return self._search_many(queries, top_subjects)
 
-    def _search_many(self, queries: np.ndarray, top_subjects: int) -> list[SubjectHits]:
+    def search_bulk(self, queries: np.ndarray, top_subjects: int, threads: int = 1) -> list[SubjectHits]:
+        """``search`` for large batches (gallery-wide de-duplication): one FAISS call per batch on ``threads`` OpenMP threads.
+
+        Callers run several such batches side by side, one thread each, rather than one batch on
+        every core: a busy 2-core machine's OpenMP threads spin for each other.
+        """
+        return self._search_many(queries, top_subjects, bulk_threads=threads)
+
+    def _search_many(self, queries: np.ndarray, top_subjects: int, bulk_threads: int = 0) -> list[SubjectHits]:
         """Search a batch of queries.
 
         A subject may own several templates, so we ask for more hits than subjects and widen
@@ -284,7 +292,8 @@ class VectorIndex(RebuildingIndex):
         seen among the top k templates ranks below every subject that was.
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dimension)
-        with self._lock.reading(), _threads_for(queries.shape[0], self.batch_threads):
+        threads = _threads_for(queries.shape[0], self.batch_threads) if not bulk_threads else _omp_threads(bulk_threads)
+        with self._lock.reading(), threads:
             backend = self._backend
             total = backend.ntotal
             if total == 0 or top_subjects <= 0:
@@ -292,7 +301,7 @@ class VectorIndex(RebuildingIndex):
             k = min(total, max(2 * top_subjects, 16))
             wanted = min(top_subjects, self.subject_count)
             while True:
-                similarities, template_ids = backend.search(queries, k)
+                similarities, template_ids = backend.search(queries, k, bulk=bulk_threads > 0)
                 best_sims, best_codes = native.best_per_subject(similarities, template_ids, top_subjects, self._code_of_template)
                 found = (best_codes >= 0).sum(axis=1).tolist()
                 # Done when every query has its subjects or has seen all the index can give it

@@ -39,10 +39,14 @@ class RolePolicy:
 #: Adjudication (``matcher.adjudication``): search records, examiners' decisions, the blind-verification queue.
 CASEWORK = frozenset({"ListSearches", "GetSearch", "RecordDecision", "VerificationQueue"})
 
+#: Gallery-wide de-duplication runs (``transport.deduplication``): admins run them, supervisors read them.
+DEDUPLICATION = frozenset({"StartDeduplication", "WatchDeduplication", "CancelDeduplication", "ListDeduplicationJobs", "GetDeduplicationReport"})
+DEDUPLICATION_READ = frozenset({"WatchDeduplication", "ListDeduplicationJobs", "GetDeduplicationReport"})
+
 EVERY_METHOD = frozenset(
-    {"Enroll", "EnrollStream", "Identify", "Verify", "ExtractTemplate", "GetSubject", "DeleteSubject",
+    {"Enroll", "EnrollStream", "EnrollTransaction", "Identify", "Verify", "ExtractTemplate", "GetSubject", "DeleteSubject",
      "CreateGallery", "ListGalleries", "GalleryStats", "GetImage", "GetOversightReport"}
-) | CASEWORK
+) | CASEWORK | DEDUPLICATION
 
 ROLES: dict[str, RolePolicy] = {
     # Hotel Eye and checkpoints: identify against watchlists, see no names or metadata.
@@ -55,14 +59,14 @@ ROLES: dict[str, RolePolicy] = {
     ),
     # Supervisors: an investigator's rights, everyone's search records, resolve examiners' disputes, read oversight.
     "supervisor": RolePolicy(
-        frozenset({"Identify", "Verify", "GetSubject", "ExtractTemplate", "ListGalleries", "GetImage", "GetOversightReport"}) | CASEWORK,
+        frozenset({"Identify", "Verify", "GetSubject", "ExtractTemplate", "ListGalleries", "GetImage", "GetOversightReport"}) | CASEWORK | DEDUPLICATION_READ,
         (ALL_GALLERIES,),
         purpose_required=frozenset({"Identify", "Verify", "GetSubject", "GetImage"}),
     ),
     # Prison intake: enrol and check inmates; the records and enrolled images of its own galleries
     # (a possible duplicate is shown beside the new inmate).
     "intake": RolePolicy(
-        frozenset({"Enroll", "Verify", "Identify", "ExtractTemplate", "GetSubject", "GetImage"}), ("inmates",),
+        frozenset({"Enroll", "EnrollTransaction", "Verify", "Identify", "ExtractTemplate", "GetSubject", "GetImage"}), ("inmates",),
         purpose_required=frozenset({"GetSubject", "GetImage"}),
     ),
     # An oversight body: aggregates and the audit chain's status; never an image, a name or metadata.

@@ -98,6 +98,14 @@ class ErrorsAndMetricsInterceptor(grpc.ServerInterceptor):
                     yield from streaming(request_iterator, context)
 
             return grpc.stream_stream_rpc_method_handler(stream, handler.request_deserializer, handler.response_serializer)
+        if handler.unary_stream:  # server streams (WatchDeduplication)
+            producing = handler.unary_stream
+
+            def unary_stream(request, context):
+                with _guarded(method, context, arrived):
+                    yield from producing(request, context)
+
+            return grpc.unary_stream_rpc_method_handler(unary_stream, handler.request_deserializer, handler.response_serializer)
         return handler
 
 
@@ -128,6 +136,7 @@ def _guarded(method: str, context: grpc.ServicerContext, started: float) -> Iter
 _GALLERIES_OF: dict[str, Callable[[object], list[str] | None]] = {
     "Enroll": lambda r: [r.gallery],
     "EnrollStream": lambda r: [r.gallery],
+    "EnrollTransaction": lambda r: [r.gallery],
     "Identify": lambda r: list(r.galleries),
     "Verify": lambda r: [r.gallery],
     "GetSubject": lambda r: [r.gallery],
@@ -144,6 +153,12 @@ _GALLERIES_OF: dict[str, Callable[[object], list[str] | None]] = {
     "VerificationQueue": lambda r: None,
     "GetOversightReport": lambda r: None,
     "SignOut": lambda r: None,
+    # De-duplication runs (transport.deduplication).
+    "StartDeduplication": lambda r: [r.gallery, *([r.against] if r.against else [])],
+    "WatchDeduplication": lambda r: None,
+    "CancelDeduplication": lambda r: None,
+    "ListDeduplicationJobs": lambda r: None,
+    "GetDeduplicationReport": lambda r: None,
 }
 _PURPOSE_OF: dict[str, Callable[[object], str]] = {
     "Identify": lambda r: r.purpose,
@@ -151,9 +166,11 @@ _PURPOSE_OF: dict[str, Callable[[object], str]] = {
     "GetSubject": lambda r: r.purpose,
     "DeleteSubject": lambda r: r.reason,
     "GetImage": lambda r: r.purpose,
+    "StartDeduplication": lambda r: r.purpose,
 }
-AUDITED = {"Enroll", "EnrollStream", "Identify", "Verify", "GetSubject", "DeleteSubject", "CreateGallery", "SignOut",
+AUDITED = {"Enroll", "EnrollStream", "EnrollTransaction", "Identify", "Verify", "GetSubject", "DeleteSubject", "CreateGallery", "SignOut",
            "GetImage", "GetSearch", "RecordDecision", "GetOversightReport"}
+AUDITED |= {"StartDeduplication", "CancelDeduplication"}
 OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 # The one method callable without a credential: it is how a console user gets one.  Its handler
 # audits every attempt itself (only it knows who tried and how it ended); the rate limit is per peer host.
@@ -172,11 +189,17 @@ def _audit_result(method: str, request, response) -> dict:
                 **({"search_id": response.search_id} if response.search_id else {})}
     if method == "Verify":
         return {"subjects": [f"{request.gallery}/{request.subject_id}"], "scores": [round(response.score, 3)], "match": response.match}
+    if method == "EnrollTransaction":
+        enrolled = response.enrolled
+        return {"subjects": [f"{request.gallery}/{enrolled.subject_id}"], "template_ids": list(enrolled.template_ids),
+                "duplicates": [d.subject_id for d in enrolled.duplicates], "records": list(response.samples)}
     if method in ("Enroll", "EnrollStream"):
         return {"subjects": [f"{request.gallery}/{response.subject_id or request.subject_id}"], "template_ids": list(response.template_ids),
                 "duplicates": [d.subject_id for d in response.duplicates]}
     if method in ("GetSubject", "DeleteSubject"):
         return {"subjects": [f"{request.gallery}/{request.subject_id}"]}
+    if method in ("StartDeduplication", "CancelDeduplication"):
+        return {"job_id": response.job_id, "against": response.against, "min_score": round(response.min_score, 3)}
     return {}
 
 
@@ -308,6 +331,17 @@ class AccessInterceptor(grpc.ServerInterceptor):
                     yield from burst
 
             return grpc.stream_stream_rpc_method_handler(stream, handler.request_deserializer, handler.response_serializer)
+        if handler.unary_stream:  # server streams (WatchDeduplication): authorized before the first message
+            producing = handler.unary_stream
+
+            def unary_stream(request, context):
+                principal = self._principal(metadata, context)
+                self.limiter.take(principal.key_id)
+                authorize(principal, method, _GALLERIES_OF[method](request), None)
+                with calling(principal):
+                    yield from producing(request, context)
+
+            return grpc.unary_stream_rpc_method_handler(unary_stream, handler.request_deserializer, handler.response_serializer)
         return handler
 
 

@@ -122,7 +122,11 @@ class Settings:
     tls_key: str = _setting("", "PEM private key of --tls-cert")
     client_ca: str = _setting("", "PEM CA bundle: require client certificates signed by it (mTLS)")
     model_dir: Path = _setting(Path(".cache/models"), "verified ONNX model cache (env SHANAKHT_MODEL_DIR)")
+    transaction_mapping: str = _setting("", "TOML file mapping ANSI/NIST-ITL Type-1/2 fields to subject id and metadata (empty: the shipped enrollment/transaction/mapping.toml)")
     model_threads: int = _setting(1, "ONNX Runtime threads per model call (requests run in parallel anyway)", AT_LEAST_1)
+    dedup_batch: int = _setting(1024, "de-duplication: subjects searched per checkpoint (pairs and cursor stored together)", AT_LEAST_1)
+    dedup_neighbours: int = _setting(10, "de-duplication: best other subjects kept per searched subject", Bounds(at_least=1, at_most=1000))
+    dedup_threads: int = _setting(_cpu_count(), "de-duplication: search threads of a run (one FAISS thread each)", AT_LEAST_1)
     log_level: str = _setting("INFO", "how much to log", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     log_format: str = _setting("json", "json lines or text", choices=("json", "text"))
 
@@ -157,6 +161,12 @@ class Settings:
     @property
     def index_policy(self) -> IndexPolicy:
         return IndexPolicy(build_threads=self.index_build_threads, **{name: getattr(self, name) for name in _POLICY_SETTINGS})
+
+    @property
+    def dedup_options(self) -> "DedupOptions":
+        from matcher.deduplication import DedupOptions
+
+        return DedupOptions(batch=self.dedup_batch, neighbours=self.dedup_neighbours, threads=self.dedup_threads)
 
     @property
     def gallery_names(self) -> list[str]:

@@ -182,6 +182,50 @@ class SignInState:
     locked_until: float = 0.0
 
 
+@dataclass(frozen=True)
+class DedupJobRecord:
+    """A de-duplication run as the store keeps it (``matcher.deduplication``).
+
+    ``cursor``: every subject id at or below it (in string order) has been searched and its pairs
+    stored; ``runner``/``lease_until``: which server process works on it, until when, so that
+    replicas sharing a store never run one job twice.  ``state`` holds the proto's ``DeduplicationState`` values.
+    """
+
+    job_id: str
+    gallery: str
+    against: str
+    min_score: float
+    purpose: str
+    started_by: str
+    started_by_name: str
+    state: int
+    started_at: float
+    subjects_total: int = 0
+    subjects_done: int = 0
+    pairs_found: int = 0
+    cursor: str = ""
+    finished_at: float = 0.0
+    error: str = ""
+    runner: str = ""
+    lease_until: float = 0.0
+
+
+@dataclass(frozen=True)
+class DedupPairRecord:
+    """A candidate duplicate pair of one run, its fused calibrated score and the score per modality label."""
+
+    gallery_a: str
+    subject_a: str
+    gallery_b: str
+    subject_b: str
+    score: float
+    modality_scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.gallery_a, self.subject_a, self.gallery_b, self.subject_b)
+
+
 class Store(abc.ABC):
     """Durable storage of galleries, subjects, templates and the change log.
 
@@ -368,6 +412,40 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def reseal_image(self, reference: tuple, sealed: bytes) -> None:
         """Replace one sealed image in place (key rotation); a reference that is gone is skipped."""
+
+    # -- de-duplication runs (``matcher.deduplication``) ---------------------------------------
+    @abc.abstractmethod
+    def put_dedup_job(self, job: DedupJobRecord) -> None:
+        """Store a new run durably."""
+
+    @abc.abstractmethod
+    def get_dedup_job(self, job_id: str) -> DedupJobRecord | None:
+        """One run, or None."""
+
+    @abc.abstractmethod
+    def dedup_jobs(self) -> list[DedupJobRecord]:
+        """Every run, newest first."""
+
+    @abc.abstractmethod
+    def claim_dedup_job(self, job_id: str, runner: str, lease_until: float, now: float, steal: bool = False) -> DedupJobRecord | None:
+        """Make ``runner`` the run's worker if it is RUNNING and free (its lease ran out, or ``steal``); None if not."""
+
+    @abc.abstractmethod
+    def checkpoint_dedup_job(
+        self, job_id: str, runner: str, cursor: str, subjects_done: int, subjects_total: int,
+        pairs: Sequence[DedupPairRecord], lease_until: float,
+    ) -> DedupJobRecord | None:
+        """In one atomic write: upsert ``pairs`` (a pair found again keeps its higher score), count the new ones
+        into ``pairs_found``, move the cursor and progress, renew the lease.  Only while the run is RUNNING and
+        ``runner``'s: returns None (nothing written) otherwise, so a cancelled run stops at its next batch."""
+
+    @abc.abstractmethod
+    def finish_dedup_job(self, job_id: str, state: int, finished_at: float, error: str = "", runner: str | None = None) -> DedupJobRecord | None:
+        """Move a RUNNING run to a final state (of ``runner`` only, when given); None if it was not RUNNING."""
+
+    @abc.abstractmethod
+    def dedup_pairs(self, job_id: str) -> list[DedupPairRecord]:
+        """Every pair a run stored so far."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -30,6 +30,7 @@ from matcher.modalities import matcher_for, template_payload
 from matcher.store.base import Change, EnrollmentResult, GalleryRecord, ModalitySpec, NewEnrollment, Principal, SessionRecord, SignInState, Store, StoredTemplate, SubjectRecord, TemplateInfo  # noqa: E501
 from matcher.templates import Modality
 from matcher.store.base import StoredSearch
+from matcher.store.base import DedupJobRecord, DedupPairRecord
 
 T = TypeVar("T")
 _OUTAGE = (ConnectionError, TimeoutError, BusyLoadingError, OSError)
@@ -129,6 +130,46 @@ end
 return kept
 """
 
+# De-duplication runs: P:dedup_job:ID hash of the record's fields, P:dedup_jobs sorted set by start time,
+# P:dedup_pairs:ID hash "ga\x1fsa\x1fgb\x1fsb" → pair JSON, P:dedup_scores:ID the same keys → score.
+# ARGV: prefix, job, runner, lease_until, now, steal.
+_DEDUP_CLAIM = """
+local key = ARGV[1] .. ':dedup_job:' .. ARGV[2]
+local job = redis.call('HMGET', key, 'state', 'runner', 'lease_until')
+if job[1] ~= '1' then return 0 end
+if ARGV[6] ~= '1' and job[2] ~= ARGV[3] and tonumber(job[3]) > tonumber(ARGV[5]) then return 0 end
+redis.call('HSET', key, 'runner', ARGV[3], 'lease_until', ARGV[4])
+return 1
+"""
+# ARGV: prefix, job, runner, cursor, done, total, lease_until, then (key, score, json) per pair.
+_DEDUP_CHECKPOINT = """
+local key = ARGV[1] .. ':dedup_job:' .. ARGV[2]
+local job = redis.call('HMGET', key, 'state', 'runner')
+if job[1] ~= '1' or job[2] ~= ARGV[3] then return 0 end
+local pairs_key, scores_key = ARGV[1] .. ':dedup_pairs:' .. ARGV[2], ARGV[1] .. ':dedup_scores:' .. ARGV[2]
+local new = 0
+for i = 8, #ARGV, 3 do
+  local old = redis.call('HGET', scores_key, ARGV[i])
+  if not old then new = new + 1 end
+  if (not old) or tonumber(ARGV[i + 1]) > tonumber(old) then
+    redis.call('HSET', scores_key, ARGV[i], ARGV[i + 1])
+    redis.call('HSET', pairs_key, ARGV[i], ARGV[i + 2])
+  end
+end
+redis.call('HSET', key, 'cursor', ARGV[4], 'subjects_done', ARGV[5], 'subjects_total', ARGV[6], 'lease_until', ARGV[7])
+redis.call('HINCRBY', key, 'pairs_found', new)
+return 1
+"""
+# ARGV: prefix, job, state, finished_at, error, runner ('' = anyone's).
+_DEDUP_FINISH = """
+local key = ARGV[1] .. ':dedup_job:' .. ARGV[2]
+local job = redis.call('HMGET', key, 'state', 'runner')
+if job[1] ~= '1' or (ARGV[6] ~= '' and job[2] ~= ARGV[6]) then return 0 end
+redis.call('HSET', key, 'state', ARGV[3], 'finished_at', ARGV[4], 'error', ARGV[5])
+return 1
+"""
+_PAIR_SEPARATOR = "\x1f"
+
 _TEMPLATE_FIELDS = ("subject_id", "modality", "model_id", "finger_position", "vector")
 
 
@@ -183,6 +224,9 @@ class RedisStore(Store):
         self._put_principal = self._redis.register_script(_PUT_PRINCIPAL)
         self._put_images = self._redis.register_script(_PUT_IMAGES)
         self._sign_in_failure = self._redis.register_script(_SIGN_IN_FAILURE)
+        self._dedup_claim = self._redis.register_script(_DEDUP_CLAIM)
+        self._dedup_checkpoint = self._redis.register_script(_DEDUP_CHECKPOINT)
+        self._dedup_finish = self._redis.register_script(_DEDUP_FINISH)
 
     def key(self, *parts: object) -> str:
         return ":".join([self.prefix, *map(str, parts)])
@@ -642,6 +686,61 @@ class RedisStore(Store):
             key = self.key("search_probes", reference[1])
             if self._redis.hexists(key, str(reference[2])):
                 self._redis.hset(key, str(reference[2]), sealed)
+
+    # -- de-duplication runs ----------------------------------------------------------------
+    @staticmethod
+    def _job_from(raw: dict) -> DedupJobRecord:
+        values = {k.decode(): v.decode() for k, v in raw.items()}
+        kinds = {f.name: f.type for f in dataclasses.fields(DedupJobRecord)}
+        return DedupJobRecord(**{
+            name: (int(values[name]) if kind in (int, "int") else float(values[name]) if kind in (float, "float") else values[name])
+            for name, kind in kinds.items()
+        })
+
+    @_outage_safe
+    def put_dedup_job(self, job: DedupJobRecord) -> None:
+        fields = {k: (repr(v) if isinstance(v, float) else str(v)) for k, v in dataclasses.asdict(job).items()}
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(self.key("dedup_job", job.job_id), mapping=fields)
+        pipe.zadd(self.key("dedup_jobs"), {job.job_id: job.started_at})
+        pipe.execute()
+
+    @_outage_safe
+    def get_dedup_job(self, job_id: str) -> DedupJobRecord | None:
+        raw = self._redis.hgetall(self.key("dedup_job", job_id))
+        return self._job_from(raw) if raw else None
+
+    @_outage_safe
+    def dedup_jobs(self) -> list[DedupJobRecord]:
+        ids = self._redis.zrevrange(self.key("dedup_jobs"), 0, -1)
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hgetall(self.key("dedup_job", job_id.decode()))
+        return [self._job_from(raw) for raw in pipe.execute() if raw]
+
+    @_outage_safe
+    def claim_dedup_job(self, job_id: str, runner: str, lease_until: float, now: float, steal: bool = False) -> DedupJobRecord | None:
+        claimed = self._dedup_claim(args=[self.prefix, job_id, runner, repr(lease_until), repr(now), "1" if steal else "0"])
+        return self.get_dedup_job(job_id) if claimed else None
+
+    @_outage_safe
+    def checkpoint_dedup_job(
+        self, job_id: str, runner: str, cursor: str, subjects_done: int, subjects_total: int,
+        pairs: Sequence[DedupPairRecord], lease_until: float,
+    ) -> DedupJobRecord | None:
+        args: list[object] = [self.prefix, job_id, runner, cursor, subjects_done, subjects_total, repr(lease_until)]
+        for pair in pairs:
+            args += [_PAIR_SEPARATOR.join(pair.key), repr(float(pair.score)), json.dumps(dataclasses.asdict(pair), sort_keys=True)]
+        return self.get_dedup_job(job_id) if self._dedup_checkpoint(args=args) else None
+
+    @_outage_safe
+    def finish_dedup_job(self, job_id: str, state: int, finished_at: float, error: str = "", runner: str | None = None) -> DedupJobRecord | None:
+        done = self._dedup_finish(args=[self.prefix, job_id, state, repr(finished_at), error, runner or ""])
+        return self.get_dedup_job(job_id) if done else None
+
+    @_outage_safe
+    def dedup_pairs(self, job_id: str) -> list[DedupPairRecord]:
+        return [DedupPairRecord(**json.loads(raw)) for raw in self._redis.hvals(self.key("dedup_pairs", job_id))]
 
     def close(self) -> None:
         self._redis.close()

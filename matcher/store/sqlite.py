@@ -7,12 +7,14 @@ Writes are serialised by SQLite itself; a lock keeps the one connection safe acr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from matcher.errors import AlreadyExists, NotFound, ShanakhtError
 from matcher.store.audit import GENESIS, AuditRecord, chain
@@ -20,6 +22,9 @@ from matcher.modalities import matcher_for, template_payload
 from matcher.store.base import Change, EnrollmentResult, GalleryRecord, ModalitySpec, NewEnrollment, Principal, SessionRecord, SignInState, Store, StoredTemplate, SubjectRecord, TemplateInfo  # noqa: E501
 from matcher.templates import Modality
 from matcher.store.base import StoredSearch
+from matcher.store.base import DedupJobRecord, DedupPairRecord
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS galleries (
@@ -131,6 +136,25 @@ CREATE TABLE IF NOT EXISTS search_probes (
 """
 
 
+# De-duplication runs (``matcher.deduplication``): a run's pairs and its cursor move in one transaction.
+_DEDUP_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dedup_jobs (
+    job_id TEXT PRIMARY KEY, gallery TEXT NOT NULL, against TEXT NOT NULL, min_score REAL NOT NULL, purpose TEXT NOT NULL,
+    started_by TEXT NOT NULL, started_by_name TEXT NOT NULL, state INTEGER NOT NULL, started_at REAL NOT NULL,
+    subjects_total INTEGER NOT NULL, subjects_done INTEGER NOT NULL, pairs_found INTEGER NOT NULL, cursor TEXT NOT NULL,
+    finished_at REAL NOT NULL, error TEXT NOT NULL, runner TEXT NOT NULL, lease_until REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dedup_pairs (
+    job_id TEXT NOT NULL, gallery_a TEXT NOT NULL, subject_a TEXT NOT NULL, gallery_b TEXT NOT NULL, subject_b TEXT NOT NULL,
+    score REAL NOT NULL, modality_scores TEXT NOT NULL,
+    PRIMARY KEY (job_id, gallery_a, subject_a, gallery_b, subject_b)
+) WITHOUT ROWID;
+"""
+_DEDUP_COLUMNS = ("job_id, gallery, against, min_score, purpose, started_by, started_by_name, state, started_at, subjects_total, "
+                  "subjects_done, pairs_found, cursor, finished_at, error, runner, lease_until")
+_RUNNING = 1  # DeduplicationState.DEDUPLICATION_RUNNING
+
+
 def _specs_to_json(specs: Sequence[ModalitySpec]) -> str:
     return json.dumps([s.as_row() for s in specs])
 
@@ -154,6 +178,7 @@ class SQLiteStore(Store):
         self._db.execute("PRAGMA secure_delete=ON")  # freed pages are zeroed: erased evidence leaves no ciphertext behind
         self._db.executescript(_SCHEMA)
         self._db.executescript(_EVIDENCE_SCHEMA)
+        self._db.executescript(_DEDUP_SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(galleries)")}
         if "quality_policy" not in columns:  # stores created before per-gallery quality policies
             self._db.execute("ALTER TABLE galleries ADD COLUMN quality_policy TEXT NOT NULL DEFAULT 'warn'")
@@ -735,6 +760,86 @@ class SQLiteStore(Store):
             else:
                 _, search_id, index = reference
                 self._db.execute("UPDATE search_probes SET sealed = ? WHERE search_id = ? AND sample_index = ?", (sealed, search_id, index))
+
+    # -- de-duplication runs ----------------------------------------------------------------
+    def _job(self, job_id: str) -> DedupJobRecord | None:
+        row = self._db.execute(f"SELECT {_DEDUP_COLUMNS} FROM dedup_jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return DedupJobRecord(*row) if row else None
+
+    def _transaction(self, work: Callable[[], T]) -> T:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                result = work()
+                self._db.execute("COMMIT")
+                return result
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def put_dedup_job(self, job: DedupJobRecord) -> None:
+        values = dataclasses.astuple(job)
+        self._transaction(lambda: self._db.execute(
+            f"INSERT INTO dedup_jobs ({_DEDUP_COLUMNS}) VALUES ({', '.join('?' * len(values))})", values))
+
+    def get_dedup_job(self, job_id: str) -> DedupJobRecord | None:
+        with self._lock:
+            return self._job(job_id)
+
+    def dedup_jobs(self) -> list[DedupJobRecord]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_DEDUP_COLUMNS} FROM dedup_jobs ORDER BY started_at DESC, job_id DESC").fetchall()
+        return [DedupJobRecord(*row) for row in rows]
+
+    def claim_dedup_job(self, job_id: str, runner: str, lease_until: float, now: float, steal: bool = False) -> DedupJobRecord | None:
+        def claim() -> DedupJobRecord | None:
+            cursor = self._db.execute(
+                "UPDATE dedup_jobs SET runner = ?, lease_until = ? WHERE job_id = ? AND state = ? AND (? OR runner = ? OR lease_until <= ?)",
+                (runner, lease_until, job_id, _RUNNING, int(steal), runner, now),
+            )
+            return self._job(job_id) if cursor.rowcount else None
+        return self._transaction(claim)
+
+    def checkpoint_dedup_job(
+        self, job_id: str, runner: str, cursor: str, subjects_done: int, subjects_total: int,
+        pairs: Sequence[DedupPairRecord], lease_until: float,
+    ) -> DedupJobRecord | None:
+        def checkpoint() -> DedupJobRecord | None:
+            job = self._job(job_id)
+            if job is None or job.state != _RUNNING or job.runner != runner:
+                return None
+            rows = [(job_id, *p.key, p.score, json.dumps(p.modality_scores, sort_keys=True)) for p in pairs]
+            new = 0
+            for row in rows:  # one pair at a time: rowcount of an executemany of INSERT OR IGNORE is not per row on every SQLite
+                new += self._db.execute("INSERT OR IGNORE INTO dedup_pairs VALUES (?, ?, ?, ?, ?, ?, ?)", row).rowcount
+            self._db.executemany(
+                "UPDATE dedup_pairs SET score = ?, modality_scores = ? WHERE job_id = ? AND gallery_a = ? AND subject_a = ?"
+                " AND gallery_b = ? AND subject_b = ? AND score < ?",
+                [(r[5], r[6], *r[:5], r[5]) for r in rows],
+            )
+            self._db.execute(
+                "UPDATE dedup_jobs SET cursor = ?, subjects_done = ?, subjects_total = ?, pairs_found = pairs_found + ?, lease_until = ?"
+                " WHERE job_id = ?",
+                (cursor, subjects_done, subjects_total, new, lease_until, job_id),
+            )
+            return self._job(job_id)
+        return self._transaction(checkpoint)
+
+    def finish_dedup_job(self, job_id: str, state: int, finished_at: float, error: str = "", runner: str | None = None) -> DedupJobRecord | None:
+        def finish() -> DedupJobRecord | None:
+            cursor = self._db.execute(
+                "UPDATE dedup_jobs SET state = ?, finished_at = ?, error = ? WHERE job_id = ? AND state = ? AND (? IS NULL OR runner = ?)",
+                (state, finished_at, error, job_id, _RUNNING, runner, runner),
+            )
+            return self._job(job_id) if cursor.rowcount else None
+        return self._transaction(finish)
+
+    def dedup_pairs(self, job_id: str) -> list[DedupPairRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT gallery_a, subject_a, gallery_b, subject_b, score, modality_scores FROM dedup_pairs WHERE job_id = ?", (job_id,)
+            ).fetchall()
+        return [DedupPairRecord(*row[:5], json.loads(row[5])) for row in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -24,14 +24,14 @@ from shanakht.v1 import identity_pb2 as pb
 DEADLINE_S = 10.0
 METHODS = ["Enroll", "EnrollStream", "Identify", "Verify", "ExtractTemplate", "GetSubject", "DeleteSubject",
            "CreateGallery", "ListGalleries", "GalleryStats", "GetImage", "ListSearches", "GetSearch", "RecordDecision",
-           "VerificationQueue", "GetOversightReport"]
+           "VerificationQueue", "GetOversightReport", "EnrollTransaction"]
 REQUEST_TYPES = {
     "Enroll": pb.EnrollRequest, "EnrollStream": pb.EnrollRequest, "Identify": pb.IdentifyRequest, "Verify": pb.VerifyRequest,
     "ExtractTemplate": pb.ExtractTemplateRequest, "GetSubject": pb.GetSubjectRequest, "DeleteSubject": pb.DeleteSubjectRequest,
     "CreateGallery": pb.CreateGalleryRequest, "ListGalleries": pb.ListGalleriesRequest, "GalleryStats": pb.GalleryStatsRequest,
     "GetImage": pb.GetImageRequest, "ListSearches": pb.ListSearchesRequest, "GetSearch": pb.GetSearchRequest,
     "RecordDecision": pb.RecordDecisionRequest, "VerificationQueue": pb.VerificationQueueRequest,
-    "GetOversightReport": pb.OversightReportRequest,
+    "GetOversightReport": pb.OversightReportRequest, "EnrollTransaction": pb.EnrollTransactionRequest,
 }
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR"
@@ -76,6 +76,40 @@ samples = st.one_of(
     ),
 )
 sample_lists = st.lists(samples, max_size=4)
+
+
+def _small_transaction() -> bytes:
+    """A well-formed Type-1/2/14 transaction holding a 96×96 PNG: the seed the mutations below start from."""
+    import io
+
+    import nistitl
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 96), dtype=np.uint8)).save(png, format="PNG")
+    message = nistitl.Message()
+    message.TOT, message[0].DAT, message[0].TCN = "CAR", "20261204", "FUZZ"
+    descriptive = nistitl.AsciiRecord(2)
+    descriptive.IDC = 0
+    message += descriptive
+    record = nistitl.AsciiRecord(14)
+    record.IDC = 1
+    for tag, value in ((3, "0"), (5, "20261204"), (6, "96"), (7, "96"), (8, "1"), (9, "500"), (10, "500"), (11, "PNG"), (13, "2")):
+        record += nistitl.Field(14, tag, value)
+    record += nistitl.BinaryField(14, 999, png.getvalue())
+    message += record
+    return message.NIST
+
+
+SMALL_TRANSACTION = _small_transaction()
+transactions = st.one_of(
+    st.binary(max_size=2000),
+    st.binary(max_size=300).map(lambda tail: b"1.001:" + tail),
+    st.tuples(st.integers(0, len(SMALL_TRANSACTION) - 1), st.binary(min_size=1, max_size=8)).map(  # bytes overwritten
+        lambda a: SMALL_TRANSACTION[: a[0]] + a[1] + SMALL_TRANSACTION[a[0] + len(a[1]):]
+    ),
+    st.integers(0, len(SMALL_TRANSACTION)).map(lambda n: SMALL_TRANSACTION[:n]),  # truncated
+)
 metadata = st.dictionaries(st.text(max_size=20), st.text(max_size=50), max_size=4)
 
 requests = {
@@ -107,6 +141,8 @@ requests = {
     "RecordDecision": st.builds(pb.RecordDecisionRequest, search_id=st.text(max_size=30), gallery=names, subject_id=names,
                                 kind=st.integers(0, 5), reason=st.text(max_size=40)),
     "VerificationQueue": st.builds(pb.VerificationQueueRequest, page_size=st.integers(0, 2**32 - 1)),
+    "EnrollTransaction": st.builds(pb.EnrollTransactionRequest, gallery=names, transaction=transactions, subject_id=names,
+                                   replace=st.booleans(), check_duplicates=st.booleans(), metadata=metadata),
     "GetOversightReport": st.builds(pb.OversightReportRequest, since=st.floats(allow_nan=True, allow_infinity=True),
                                     until=st.floats(allow_nan=True, allow_infinity=True)),
 }
